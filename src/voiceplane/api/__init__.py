@@ -1,0 +1,1 @@
+"""voiceplane.api (see DESIGN.md, Layers)."""

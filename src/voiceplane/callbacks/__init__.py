@@ -1,0 +1,1 @@
+"""voiceplane.callbacks (see DESIGN.md, Layers)."""

@@ -1,0 +1,1 @@
+"""voiceplane.calls (see DESIGN.md, Layers)."""

@@ -1,0 +1,1 @@
+"""voiceplane.media (see DESIGN.md, Layers)."""

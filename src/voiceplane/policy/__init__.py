@@ -1,0 +1,1 @@
+"""voiceplane.policy (see DESIGN.md, Layers)."""

@@ -1,0 +1,1 @@
+"""voiceplane.sandbox (see DESIGN.md, Layers)."""

@@ -1,0 +1,349 @@
+"""SIP messages: parsing and serialising (RFC 3261 sections 7, 18.3, 20 and 25).
+
+Header names are stored in their long form, lower case (``v`` and ``Via`` are both
+``via``), and written back in the usual capitalisation. Values are kept as text; the
+structured views live in ``headers``. Anything that is not a SIP message raises
+``SipParseError`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .errors import SipParseError
+from .headers import CSeq, NameAddr, Via, split_commas
+
+SIP_VERSION = "SIP/2.0"
+
+# RFC 3261 section 7.3.3 plus the compact forms registered since (RFC 3265, 3515, 3841, 4028, 4474).
+COMPACT_FORMS = {
+    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
+    "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to",
+    "v": "via", "o": "event", "r": "refer-to", "u": "allow-events", "x": "session-expires",
+    "b": "referred-by", "a": "accept-contact", "j": "reject-contact", "d": "request-disposition",
+    "y": "identity", "n": "identity-info",
+}  # fmt: skip
+
+_SPECIAL_CASE = {
+    "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version", "rack": "RAck", "rseq": "RSeq", "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match", "p-asserted-identity": "P-Asserted-Identity",
+}  # fmt: skip
+
+# Headers whose values may be joined by commas on one line (RFC 3261 section 7.3.1). The
+# authentication headers are not among them: their parameters are separated by commas too.
+MULTI_VALUE = frozenset(
+    {
+        "via", "route", "record-route", "contact", "allow", "supported", "require",
+        "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
+        "content-encoding", "allow-events", "reason", "in-reply-to", "path", "service-route",
+    }
+)  # fmt: skip
+
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_MAX_HEAD = 64 * 1024
+
+
+def canonical_name(name: str) -> str:
+    """``call-id`` → ``Call-ID``, ``max-forwards`` → ``Max-Forwards``."""
+    special = _SPECIAL_CASE.get(name)
+    if special is not None:
+        return special
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def normalize_name(name: str) -> str:
+    lname = name.strip().lower()
+    return COMPACT_FORMS.get(lname, lname)
+
+
+class Headers:
+    """An immutable, ordered list of ``(name, value)`` with case-insensitive lookup."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        normalized = []
+        for name, value in items:
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"line break in the value of header {name!r}")
+            normalized.append((normalize_name(name), value))
+        self._items: tuple[tuple[str, str], ...] = tuple(normalized)
+
+    @classmethod
+    def _trusted(cls, items: tuple[tuple[str, str], ...]) -> Headers:
+        """Build from names that are already normalised (the parser and the core)."""
+        obj = cls.__new__(cls)
+        obj._items = items
+        return obj
+
+    def get(self, name: str) -> str | None:
+        """The first value of ``name`` (first element of a comma list for multi-value headers)."""
+        for key, value in self._items:
+            if key == name:
+                if key in MULTI_VALUE and "," in value:
+                    parts = split_commas(value)
+                    return parts[0] if parts else None
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` in order, comma lists split for multi-value headers."""
+        out: list[str] = []
+        multi = name in MULTI_VALUE
+        for key, value in self._items:
+            if key == name:
+                if multi and "," in value:
+                    out.extend(split_commas(value))
+                else:
+                    out.append(value)
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return any(key == name for key, _ in self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+    def add(self, name: str, value: str) -> Headers:
+        return Headers._trusted((*self._items, (normalize_name(name), value)))
+
+    def prepend(self, name: str, value: str) -> Headers:
+        return Headers._trusted(((normalize_name(name), value), *self._items))
+
+    def remove(self, name: str) -> Headers:
+        lname = normalize_name(name)
+        return Headers._trusted(tuple(item for item in self._items if item[0] != lname))
+
+    def set(self, name: str, value: str) -> Headers:
+        """Replace every value of ``name`` with one, in the place of the first."""
+        lname = normalize_name(name)
+        out: list[tuple[str, str]] = []
+        placed = False
+        for item in self._items:
+            if item[0] == lname:
+                if not placed:
+                    out.append((lname, value))
+                    placed = True
+            else:
+                out.append(item)
+        if not placed:
+            out.append((lname, value))
+        return Headers._trusted(tuple(out))
+
+    def encode_lines(self, body_length: int) -> list[str]:
+        lines = [
+            f"{canonical_name(name)}: {value}"
+            for name, value in self._items
+            if name != "content-length"
+        ]
+        lines.append(f"Content-Length: {body_length}")
+        return lines
+
+
+class _MessageViews:
+    """Read-only views over the headers every layer needs; shared by requests and responses."""
+
+    __slots__ = ()
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("call-id") or ""
+
+    @property
+    def cseq(self) -> CSeq:
+        return CSeq.parse(self.headers.get("cseq") or "")
+
+    @property
+    def top_via(self) -> Via:
+        value = self.headers.get("via")
+        if value is None:
+            raise SipParseError("no Via header")
+        return Via.parse(value)
+
+    @property
+    def from_(self) -> NameAddr:
+        return NameAddr.parse(self.headers.get("from") or "")
+
+    @property
+    def to(self) -> NameAddr:
+        return NameAddr.parse(self.headers.get("to") or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Request(_MessageViews):
+    method: str
+    uri: str
+    headers: Headers
+    body: bytes = b""
+
+    def encode(self) -> bytes:
+        lines = [f"{self.method} {self.uri} {SIP_VERSION}", *self.headers.encode_lines(len(self.body))]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Response(_MessageViews):
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+
+    def encode(self) -> bytes:
+        lines = [f"{SIP_VERSION} {self.status} {self.reason}", *self.headers.encode_lines(len(self.body))]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
+
+    def __bytes__(self) -> bytes:
+        return self.encode()
+
+
+Message = Request | Response
+
+_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+
+
+def parse_message(data: bytes) -> Message:
+    """Parse one whole message (a datagram, or what ``StreamFramer`` cut from a stream).
+
+    A body longer than Content-Length is cut to it; a shorter one is an error
+    (RFC 3261 section 18.3).
+    """
+    head_end = data.find(b"\r\n\r\n")
+    sep_len = 4
+    if head_end < 0:
+        head_end = data.find(b"\n\n")  # tolerate bare LF line ends, as most stacks do
+        sep_len = 2
+        if head_end < 0:
+            raise SipParseError("no blank line after the headers")
+    if head_end > _MAX_HEAD:
+        raise SipParseError("headers too large", status_hint=513)
+    try:
+        head = data[:head_end].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SipParseError(f"headers are not UTF-8: {exc.reason}") from None
+    lines = head.replace("\r\n", "\n").split("\n")
+    start = lines[0]
+    items: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            raise SipParseError("empty line inside the headers")
+        if line[0] in " \t":
+            if not items:
+                raise SipParseError("continuation line before any header")
+            name, value = items[-1]
+            items[-1] = (name, f"{value} {line.strip()}".strip())
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise SipParseError(f"bad header line: {line[:80]!r}")
+        lname = name.lower()
+        items.append((COMPACT_FORMS.get(lname, lname), value.strip(" \t")))
+    headers = Headers._trusted(tuple(items))
+    for required in _REQUIRED:
+        if required not in headers:
+            raise SipParseError(f"missing {canonical_name(required)} header")
+    body = data[head_end + sep_len :]
+    length_text = headers.get("content-length")
+    if length_text is not None:
+        if not length_text.isdigit() or len(length_text) > 9:
+            raise SipParseError(f"bad Content-Length: {length_text!r}")
+        length = int(length_text)
+        if length > len(body):
+            raise SipParseError("body shorter than Content-Length")
+        body = body[:length]
+    cseq = CSeq.parse(headers.get("cseq") or "")
+
+    if start.startswith("SIP/"):
+        version, _, rest = start.partition(" ")
+        code_text, _, reason = rest.partition(" ")
+        if version.upper() != SIP_VERSION:
+            raise SipParseError(f"unsupported version {version!r}", status_hint=505)
+        if len(code_text) != 3 or not code_text.isdigit() or not 100 <= int(code_text) <= 699:
+            raise SipParseError(f"bad status code in {start[:80]!r}")
+        return Response(int(code_text), reason.strip(), headers, body)
+
+    parts = start.split(" ")
+    if len(parts) != 3:
+        raise SipParseError(f"bad request line: {start[:80]!r}")
+    method, uri, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise SipParseError(f"bad method {method[:40]!r}")
+    if version.upper() != SIP_VERSION:
+        raise SipParseError(f"unsupported version {version[:40]!r}", status_hint=505)
+    if ":" not in uri:
+        raise SipParseError(f"bad Request-URI {uri[:80]!r}")
+    if cseq.method != method:
+        raise SipParseError(f"CSeq method {cseq.method!r} does not match {method!r}")
+    return Request(method, uri, headers, body)
+
+
+class StreamFramer:
+    """Cuts whole messages out of a byte stream by Content-Length (RFC 3261 section 18.3).
+
+    Sans-IO like the rest of the core: ``feed`` bytes as they arrive, then call
+    ``next_message`` until it returns ``None``. CRLF keep-alives between messages
+    (RFC 5626 section 3.5.1) are skipped.
+    """
+
+    def __init__(self, max_message: int = 256 * 1024) -> None:
+        self._buffer = bytearray()
+        self._max_message = max_message
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def next_message(self) -> bytes | None:
+        buf = self._buffer
+        skip = 0
+        while skip < len(buf) and buf[skip] in b"\r\n":
+            skip += 1
+        if skip:
+            del buf[:skip]
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            if len(buf) > _MAX_HEAD:
+                raise SipParseError("headers too large", status_hint=513)
+            return None
+        length = _content_length(bytes(buf[:head_end]))
+        total = head_end + 4 + length
+        if total > self._max_message:
+            raise SipParseError("message too large", status_hint=513)
+        if len(buf) < total:
+            return None
+        message = bytes(buf[:total])
+        del buf[:total]
+        return message
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            text = value.strip()
+            if not text.isdigit() or len(text) > 9:
+                raise SipParseError(f"bad Content-Length: {text[:20]!r}")
+            return int(text)
+    return 0  # a stream message without Content-Length has no body

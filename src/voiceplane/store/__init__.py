@@ -1,0 +1,1 @@
+"""voiceplane.store (see DESIGN.md, Layers)."""
