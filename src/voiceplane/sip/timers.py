@@ -1,0 +1,104 @@
+"""Timer values of RFC 3261 (section 17 and table 4) and a sans-IO timer queue.
+
+The core never reads a clock. Whoever drives it passes ``now`` in, asks
+``TimerQueue.next_deadline()`` when to come back, and calls ``fire_due(now)`` then.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TimerValues:
+    """T1, T2 and T4 in seconds, and the timers RFC 3261 derives from them."""
+
+    t1: float = 0.5  # round-trip time estimate
+    t2: float = 4.0  # longest retransmit interval for non-INVITE requests and INVITE responses
+    t4: float = 5.0  # longest time a message stays in the network
+
+    @property
+    def b(self) -> float:  # INVITE transaction timeout
+        return 64 * self.t1
+
+    @property
+    def d(self) -> float:  # wait for response retransmits (unreliable transport)
+        return max(32.0, 64 * self.t1)
+
+    @property
+    def f(self) -> float:  # non-INVITE transaction timeout
+        return 64 * self.t1
+
+    @property
+    def h(self) -> float:  # wait for ACK receipt
+        return 64 * self.t1
+
+    @property
+    def j(self) -> float:  # wait for non-INVITE request retransmits
+        return 64 * self.t1
+
+    @property
+    def l(self) -> float:  # noqa: E743  RFC 6026: wait for INVITE retransmits after a 2xx
+        return 64 * self.t1
+
+    @property
+    def m(self) -> float:  # RFC 6026: wait for 2xx retransmits
+        return 64 * self.t1
+
+
+Callback = Callable[[float], None]
+
+
+class Timer:
+    """One armed timer; ``cancel`` makes it a no-op without touching the heap."""
+
+    __slots__ = ("deadline", "callback")
+
+    def __init__(self, deadline: float, callback: Callback) -> None:
+        self.deadline = deadline
+        self.callback: Callback | None = callback
+
+    def cancel(self) -> None:
+        self.callback = None
+
+    @property
+    def active(self) -> bool:
+        return self.callback is not None
+
+
+class TimerQueue:
+    """A heap of timers with lazy cancellation."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = itertools.count()
+
+    def arm(self, deadline: float, callback: Callback) -> Timer:
+        timer = Timer(deadline, callback)
+        heapq.heappush(self._heap, (deadline, next(self._seq), timer))
+        return timer
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap and heap[0][2].callback is None:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def fire_due(self, now: float) -> int:
+        """Run every timer whose deadline is not after ``now``; returns how many ran."""
+        heap = self._heap
+        fired = 0
+        while heap and heap[0][0] <= now:
+            _, _, timer = heapq.heappop(heap)
+            callback = timer.callback
+            if callback is not None:
+                timer.callback = None
+                callback(now)
+                fired += 1
+        return fired
+
+    def __len__(self) -> int:
+        return sum(1 for _, _, t in self._heap if t.callback is not None)
