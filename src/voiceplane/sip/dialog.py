@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from .errors import SipParseError
-from .headers import NameAddr
+from .headers import NameAddr, without_tag
 from .message import Headers, Request, Response
 
 DialogId = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
@@ -41,14 +41,13 @@ class Dialog:
     @classmethod
     def as_uac(cls, invite: Request, response: Response, *, user_agent: str = "") -> Dialog:
         """Section 12.1.2: from our INVITE and a 1xx/2xx with a To tag."""
-        to = response.to
-        if not to.tag:
+        to_tag = response.to_tag
+        if not to_tag:
             raise SipParseError("dialog-creating response without a To tag")
-        from_ = invite.from_
         return cls(
             call_id=invite.call_id,
-            local_tag=from_.tag or "",
-            remote_tag=to.tag,
+            local_tag=invite.from_tag or "",
+            remote_tag=to_tag,
             local_uri=_without_tag(invite.headers.get("from") or ""),
             remote_uri=_without_tag(invite.headers.get("to") or ""),
             remote_target=_contact_uri(response.headers) or invite.uri,
@@ -69,7 +68,7 @@ class Dialog:
         return cls(
             call_id=invite.call_id,
             local_tag=local_tag,
-            remote_tag=invite.from_.tag or "",
+            remote_tag=invite.from_tag or "",
             local_uri=_without_tag(invite.headers.get("to") or ""),
             remote_uri=_without_tag(invite.headers.get("from") or ""),
             remote_target=_contact_uri(invite.headers) or invite.from_.uri,
@@ -130,9 +129,7 @@ class Dialog:
 
 
 def _without_tag(value: str) -> str:
-    addr = NameAddr.parse(value)
-    params = tuple((k, v) for k, v in addr.params if k != "tag")
-    return str(NameAddr(addr.uri, addr.display, params))
+    return without_tag(value)
 
 
 def _contact_uri(headers: Headers) -> str | None:

@@ -107,8 +107,8 @@ class SipEndpoint:
         self._rng = rng or random.Random()
         self._outbox = Outbox()
         self._events: list[object] = []
-        self._client: dict[tuple[str, str], ClientTransaction] = {}
-        self._server: dict[tuple[str, str, str], ServerTransaction] = {}
+        self._client: dict[tuple[str, ...], ClientTransaction] = {}
+        self._server: dict[tuple[str, ...], ServerTransaction] = {}
         self._dialogs: dict[DialogId, Leg] = {}
         self._legs: dict[int, Leg] = {}
         self._leg_seq = 0
@@ -237,7 +237,10 @@ class SipEndpoint:
         items: list[tuple[str, str]] = [
             ("via", self._via(transport)),
             ("max-forwards", "70"),
-            ("from", f"<{from_uri or f'sip:voiceplane@{_hostport(local)}'}>;tag={self._new_token()}"),
+            (
+                "from",
+                f"<{from_uri or f'sip:voiceplane@{_hostport(local)}'}>;tag={self._new_token()}",
+            ),
             ("to", f"<{uri}>"),
             ("call-id", f"{self._new_token()}{self._new_token()}"),
             ("cseq", f"1 {method}"),
@@ -297,11 +300,11 @@ class SipEndpoint:
         if existing is not None:
             existing.receive_retransmission(now)
             return
-        tx = self._new_server(request, source, now)
+        tx = self._new_server(request, key, source, now)
         if method == "CANCEL":
             self._on_cancel(request, via, tx, now)
             return
-        if request.to.tag:
+        if request.to_tag:
             leg = self._dialogs.get(_dialog_id_of(request))
             if leg is None:
                 self._respond(tx, 481, "Call/Transaction Does Not Exist", now)
@@ -362,21 +365,25 @@ class SipEndpoint:
 
     # --- services for transactions and legs ----------------------------------------------------
 
-    def _new_server(self, request: Request, source: Address, now: float) -> ServerTransaction:
+    def _new_server(self, request: Request, key: tuple[str, str, str], source: Address,
+                    now: float) -> ServerTransaction:  # fmt: skip
         cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
         tx = cls(request, source, outbox=self._outbox, timers=self.timers,
                  values=self.timer_values, on_terminated=self._server_done)  # fmt: skip
-        self._server[server_key(request, request.top_via)] = tx
+        tx.key = key
+        self._server[key] = tx
         tx.start(now)
         return tx
 
     def _server_done(self, tx: object) -> None:
         assert isinstance(tx, ServerTransaction)
-        self._server.pop(server_key(tx.request, tx.request.top_via), None)
+        if self._server.get(tx.key) is tx:
+            del self._server[tx.key]
 
     def _client_done(self, tx: object) -> None:
         assert isinstance(tx, ClientTransaction)
-        self._client.pop((tx.branch, tx.request.method), None)
+        if self._client.get(tx.key) is tx:
+            del self._client[tx.key]
 
     def _start_client(self, request: Request, destination: Address, now: float,
                       *, owner: Leg | None) -> ClientTransaction:  # fmt: skip
@@ -384,7 +391,8 @@ class SipEndpoint:
         tx = cls(request, destination, outbox=self._outbox, timers=self.timers,
                  values=self.timer_values, on_terminated=self._client_done)  # fmt: skip
         tx.owner = owner
-        self._client[(tx.branch, request.method)] = tx
+        tx.key = (tx.branch, request.method)
+        self._client[tx.key] = tx
         tx.start(now)
         return tx
 
@@ -455,7 +463,7 @@ def _hostport(address: Address) -> str:
 
 def _dialog_id_of(request: Request) -> DialogId:
     """Section 12.2.2: for a request we receive, our tag is in To and theirs in From."""
-    return (request.call_id, request.to.tag or "", request.from_.tag or "")
+    return (request.call_id, request.to_tag or "", request.from_tag or "")
 
 
 def _stamp_received(request: Request, via: Via, source: Address) -> tuple[Request, Via]:

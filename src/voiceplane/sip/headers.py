@@ -181,6 +181,32 @@ class NameAddr:
         return f"{head}<{self.uri}>{format_params(self.params)}"
 
 
+def tag_of(value: str) -> str | None:
+    """The ``tag`` parameter of a From or To value, without parsing the whole address."""
+    gt = value.rfind(">")
+    tail = value[gt + 1 :] if gt >= 0 else value
+    low = tail.lower()
+    at = low.find(";tag=")
+    if at < 0:
+        if "tag" not in low:
+            return None
+        return NameAddr.parse(value).tag  # unusual spacing: take the slow, exact path
+    end = tail.find(";", at + 5)
+    return tail[at + 5 : end if end >= 0 else len(tail)].strip()
+
+
+def without_tag(value: str) -> str:
+    """A From or To value with its ``tag`` parameter removed."""
+    gt = value.rfind(">")
+    if gt >= 0 and ";tag=" in value[gt:].lower() and " " not in value[gt:]:
+        tail = value[gt + 1 :]
+        kept = [p for p in tail.split(";") if p and not p.lower().startswith("tag=")]
+        return value[: gt + 1] + "".join(";" + p for p in kept)
+    addr = NameAddr.parse(value)
+    params = tuple((k, v) for k, v in addr.params if k != "tag")
+    return str(NameAddr(addr.uri, addr.display, params))
+
+
 @dataclass(frozen=True, slots=True)
 class CSeq:
     number: int
@@ -190,7 +216,7 @@ class CSeq:
     def parse(cls, text: str) -> CSeq:
         num, _, method = text.strip().partition(" ")
         method = method.strip()
-        if not num.isdigit() or not method or len(num) > 10:
+        if not (num.isascii() and num.isdigit()) or not method or len(num) > 10:
             raise SipParseError(f"bad CSeq: {text!r}")
         value = int(num)
         if value >= 2**31:
@@ -216,7 +242,7 @@ class Reason:
         cause_text = get_param(params, "cause")
         cause: int | None = None
         if cause_text is not None:
-            if not cause_text.isdigit() or len(cause_text) > 4:
+            if not (cause_text.isascii() and cause_text.isdigit()) or len(cause_text) > 4:
                 raise SipParseError(f"bad Reason cause: {value!r}")
             cause = int(cause_text)
         text = get_param(params, "text")

@@ -174,7 +174,7 @@ class CallEnded:
 
 @dataclass(frozen=True, slots=True)
 class ReinviteReceived:
-    """The far end sent a re-INVITE; answer it with ``leg.accept_reinvite`` or ``reject_reinvite``."""
+    """The far end sent a re-INVITE: answer with ``accept_reinvite`` or ``reject_reinvite``."""
 
     leg: Leg
     request: Request
@@ -211,7 +211,9 @@ class Leg:
 
     TABLE: dict[tuple[LegState, LegInput], LegState] = {}
 
-    def __init__(self, endpoint: SipEndpoint, invite: Request, *, now: float, transport: str) -> None:
+    def __init__(
+        self, endpoint: SipEndpoint, invite: Request, *, now: float, transport: str
+    ) -> None:
         self._ep = endpoint
         self.id = endpoint._next_leg_id()
         self.invite = invite
@@ -329,7 +331,10 @@ class Leg:
         """A BYE ended an early dialog; incoming legs still owe their INVITE a final."""
 
     def _on_reinvite(self, request: Request, tx: ServerTransaction, now: float) -> None:
-        if self.state not in (LegState.ANSWERED, LegState.CONFIRMED) or self._reinvite_tx is not None:
+        if (
+            self.state not in (LegState.ANSWERED, LegState.CONFIRMED)
+            or self._reinvite_tx is not None
+        ):
             # Section 14.2: a re-INVITE while another is pending gets 491.
             self._ep._respond(tx, 491, "Request Pending", now)
             return
@@ -358,7 +363,10 @@ class Leg:
 
     def reinvite(self, sdp: bytes, now: float) -> None:
         """Send a re-INVITE with a new offer; the answer comes as ``ReinviteFinished``."""
-        if self.state not in (LegState.ANSWERED, LegState.CONFIRMED) or self._reinvite_tx is not None:
+        if (
+            self.state not in (LegState.ANSWERED, LegState.CONFIRMED)
+            or self._reinvite_tx is not None
+        ):
             raise LocalProtocolError(f"cannot re-INVITE in state {self.state.value}")
         self.local_sdp = sdp
         self._reinvite_tx = self._send_in_dialog("INVITE", now, body=sdp)
@@ -423,10 +431,14 @@ class Leg:
     def _send_ack(self, invite: Request, now: float) -> None:
         """Section 13.2.2.4: the ACK for a 2xx is a new request in the dialog, same CSeq."""
         assert self.dialog is not None
-        ack = self.dialog.new_request("ACK", via=self._ep._via(self.transport), cseq=invite.cseq.number)
+        ack = self.dialog.new_request(
+            "ACK", via=self._ep._via(self.transport), cseq=invite.cseq.number
+        )
         self._ep._send_stateless(ack, self._route())
 
-    def _on_tx_failure(self, tx: ClientTransaction | ServerTransaction, timed_out: bool, now: float) -> None:
+    def _on_tx_failure(
+        self, tx: ClientTransaction | ServerTransaction, timed_out: bool, now: float
+    ) -> None:
         method = tx.request.method
         if method == "BYE":
             self._bye_done(now)
@@ -605,7 +617,9 @@ class OutgoingLeg(Leg):
             self._record_end(EndCause.REJECTED, Party.REMOTE, now)
         self._finish(now)
 
-    def _on_tx_failure(self, tx: ClientTransaction | ServerTransaction, timed_out: bool, now: float) -> None:
+    def _on_tx_failure(
+        self, tx: ClientTransaction | ServerTransaction, timed_out: bool, now: float
+    ) -> None:
         if tx is not self._invite_tx:
             super()._on_tx_failure(tx, timed_out, now)
             return
@@ -683,7 +697,9 @@ class IncomingLeg(Leg):
     def request_uri(self) -> str:
         return self.invite.uri
 
-    def ring(self, now: float, *, status: int = 180, reason: str = "Ringing", sdp: bytes = b"") -> None:
+    def ring(
+        self, now: float, *, status: int = 180, reason: str = "Ringing", sdp: bytes = b""
+    ) -> None:
         self._step(LegInput.RING, local=True)
         if self.ringing_at is None:
             self.ringing_at = now

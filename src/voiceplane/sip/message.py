@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import SipParseError
-from .headers import CSeq, NameAddr, Via, split_commas
+from .headers import CSeq, NameAddr, Via, split_commas, tag_of
 
 SIP_VERSION = "SIP/2.0"
 
@@ -46,12 +46,18 @@ _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _MAX_HEAD = 64 * 1024
 
 
+_CANONICAL: dict[str, str] = dict(_SPECIAL_CASE)
+
+
 def canonical_name(name: str) -> str:
     """``call-id`` → ``Call-ID``, ``max-forwards`` → ``Max-Forwards``."""
-    special = _SPECIAL_CASE.get(name)
-    if special is not None:
-        return special
-    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+    cached = _CANONICAL.get(name)
+    if cached is not None:
+        return cached
+    result = "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+    if len(_CANONICAL) < 4096:  # bounded: names come from the network
+        _CANONICAL[name] = result
+    return result
 
 
 def normalize_name(name: str) -> str:
@@ -102,7 +108,10 @@ class Headers:
         return out
 
     def __contains__(self, name: object) -> bool:
-        return any(key == name for key, _ in self._items)
+        for key, _ in self._items:
+            if key == name:
+                return True
+        return False
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -184,6 +193,14 @@ class _MessageViews:
     def to(self) -> NameAddr:
         return NameAddr.parse(self.headers.get("to") or "")
 
+    @property
+    def from_tag(self) -> str | None:
+        return tag_of(self.headers.get("from") or "")
+
+    @property
+    def to_tag(self) -> str | None:
+        return tag_of(self.headers.get("to") or "")
+
 
 @dataclass(frozen=True, slots=True)
 class Request(_MessageViews):
@@ -193,7 +210,10 @@ class Request(_MessageViews):
     body: bytes = b""
 
     def encode(self) -> bytes:
-        lines = [f"{self.method} {self.uri} {SIP_VERSION}", *self.headers.encode_lines(len(self.body))]
+        lines = [
+            f"{self.method} {self.uri} {SIP_VERSION}",
+            *self.headers.encode_lines(len(self.body)),
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
     def __bytes__(self) -> bytes:
@@ -208,7 +228,10 @@ class Response(_MessageViews):
     body: bytes = b""
 
     def encode(self) -> bytes:
-        lines = [f"{SIP_VERSION} {self.status} {self.reason}", *self.headers.encode_lines(len(self.body))]
+        lines = [
+            f"{SIP_VERSION} {self.status} {self.reason}",
+            *self.headers.encode_lines(len(self.body)),
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + self.body
 
     def __bytes__(self) -> bytes:
@@ -217,7 +240,8 @@ class Response(_MessageViews):
 
 Message = Request | Response
 
-_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+_REQUIRED_ORDER = ("via", "from", "to", "call-id", "cseq")
+_REQUIRED = frozenset(_REQUIRED_ORDER)
 
 
 def parse_message(data: bytes) -> Message:
@@ -258,13 +282,15 @@ def parse_message(data: bytes) -> Message:
         lname = name.lower()
         items.append((COMPACT_FORMS.get(lname, lname), value.strip(" \t")))
     headers = Headers._trusted(tuple(items))
-    for required in _REQUIRED:
-        if required not in headers:
-            raise SipParseError(f"missing {canonical_name(required)} header")
+    if not _REQUIRED.issubset(name for name, _ in items):
+        present = {name for name, _ in items}
+        missing = next(r for r in _REQUIRED_ORDER if r not in present)
+        raise SipParseError(f"missing {canonical_name(missing)} header")
     body = data[head_end + sep_len :]
     length_text = headers.get("content-length")
     if length_text is not None:
-        if not length_text.isdigit() or len(length_text) > 9:
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+        if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 9:
             raise SipParseError(f"bad Content-Length: {length_text!r}")
         length = int(length_text)
         if length > len(body):
@@ -277,7 +303,8 @@ def parse_message(data: bytes) -> Message:
         code_text, _, reason = rest.partition(" ")
         if version.upper() != SIP_VERSION:
             raise SipParseError(f"unsupported version {version!r}", status_hint=505)
-        if len(code_text) != 3 or not code_text.isdigit() or not 100 <= int(code_text) <= 699:
+        if (len(code_text) != 3 or not (code_text.isascii() and code_text.isdigit())
+                or not 100 <= int(code_text) <= 699):  # fmt: skip
             raise SipParseError(f"bad status code in {start[:80]!r}")
         return Response(int(code_text), reason.strip(), headers, body)
 

@@ -613,7 +613,7 @@ def _parse(data: bytes | str) -> SessionDescription:
     session, sections = _sections(lines[1:])
     origin = _session_origin(session)
     username, session_id, session_version, address_type, address = origin
-    connection = _first(session, "c")
+    connection = _connection(session)
     session_attrs = [_parse_attribute(value) for kind, value in session if kind == "a"]
     direction = next((n.lower() for n, _ in session_attrs if n.lower() in DIRECTIONS), None)
     sdp = SessionDescription(
@@ -621,7 +621,7 @@ def _parse(data: bytes | str) -> SessionDescription:
         session_id=session_id,
         session_version=session_version,
         address=address,
-        connection=_parse_connection(connection) if connection is not None else None,
+        connection=connection,
         media=tuple(_parse_media(section, direction) for section in sections),
         session_name=_session_name(session),
         address_type=address_type,
@@ -715,6 +715,12 @@ def _session_origin(session: list[tuple[str, str]]) -> tuple[str, int, int, str,
     )
 
 
+def _connection(lines: list[tuple[str, str]]) -> str | None:
+    """The first ``c=`` address; later ones (multicast layers) are checked, not kept."""
+    addresses = [_parse_connection(value) for kind, value in lines if kind == "c"]
+    return addresses[0] if addresses else None
+
+
 def _parse_connection(value: str) -> str:
     """``c=<nettype> <addrtype> <connection-address>`` (section 5.7); the address is kept."""
     fields = _fields(value)
@@ -741,7 +747,7 @@ def _parse_attribute(value: str) -> tuple[str, str | None]:
 
 def _parse_media(section: list[tuple[str, str]], session_direction: str | None) -> MediaDescription:
     media, port, port_count, protocol, tokens = _parse_m_line(section[0][1])
-    connection = _first(section[1:], "c")
+    connection = _connection(section[1:])
     attributes = [_parse_attribute(value) for kind, value in section[1:] if kind == "a"]
     direction = next((n.lower() for n, _ in attributes if n.lower() in DIRECTIONS), None)
     attributes = [(n, v) for n, v in attributes if n.lower() not in DIRECTIONS]
@@ -759,7 +765,7 @@ def _parse_media(section: list[tuple[str, str]], session_direction: str | None) 
         formats=formats,
         codecs=codecs,
         direction=direction or session_direction or SENDRECV,
-        connection=_parse_connection(connection) if connection is not None else None,
+        connection=connection,
         attributes=tuple(attributes),
         port_count=port_count,
         raw_formats=raw_formats,

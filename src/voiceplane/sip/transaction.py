@@ -202,10 +202,14 @@ class _Transaction:
         self._wait: Timer | None = None
         self._interval = values.t1
         self.owner: object = None  # the leg this transaction works for, if any
+        self.key: tuple[str, ...] = ()  # where the endpoint files it
+        self._branch: str | None = None
 
     @property
     def branch(self) -> str:
-        return self.request.top_via.branch or ""
+        if self._branch is None:
+            self._branch = self.request.top_via.branch or ""
+        return self._branch
 
     def _step(self, event: TxInput) -> TxState | None:
         """Apply the table; ``None`` means the input is not legal now and is dropped."""

@@ -154,9 +154,7 @@ class TransportShell:
 
     async def _connect(self, key: Address, dest: Address) -> None:
         try:
-            await self.loop.create_connection(
-                lambda: _TcpConnection(self, key), key.host, key.port
-            )
+            await self.loop.create_connection(lambda: _TcpConnection(self, key), key.host, key.port)
         except OSError as exc:
             log.info("cannot reach %s: %s", dest, exc)
             self._connecting.pop(key, None)

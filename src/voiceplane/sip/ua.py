@@ -93,7 +93,7 @@ class _Call:
         return self._ended
 
     def answered(self) -> asyncio.Future[bool]:
-        """True once the call is answered (incoming: once our 2xx is ACKed); False if it ends first."""
+        """True once answered (incoming: once our 2xx is ACKed); False if it ends first."""
         if self._answered is None:
             self._answered = self._ua.loop.create_future()
             if self._is_answered():

@@ -106,11 +106,11 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         host, _, port_text = text.partition(":")
         if not host:
             raise SipParseError(f"empty host in {text!r}")
-    if any(c in host for c in " \t<>\"@;?"):
+    if any(c in host for c in ' \t<>"@;?'):
         raise SipParseError(f"bad character in host {host!r}")
     if not port_text:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise SipParseError(f"bad port in {text!r}")
     return host, int(port_text)
 

@@ -1,0 +1,154 @@
+"""The HTTP application: FastAPI app factory, health check and the JSON error format.
+
+Every error leaves as ``{"error": {"code": ..., "message": ..., "field": ...}}`` (DESIGN.md,
+Contract). Routes raise ``HTTPException(status, detail=...)``; ``detail`` is either a message
+or a dict with ``code``, ``message`` and optionally ``field``.
+"""
+
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from voiceplane import __version__
+from voiceplane.config import Config
+
+_CODES: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+class Health(BaseModel):
+    """The body of ``GET /healthz``."""
+
+    status: Literal["ok", "starting"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+def create_app(config: Config, *, ready: Callable[[], bool]) -> FastAPI:
+    """Build the HTTP app; ``ready()`` says whether the whole process is ready to serve."""
+    app = FastAPI(
+        title="voiceplane",
+        version=__version__,
+        description="Self-hosted programmable voice: outbound calls, click-to-call and IVR.",
+        responses={400: {"model": ErrorBody}},
+    )
+    app.state.config = config
+    _add_error_handlers(app)
+    _add_health(app, ready)
+    return app
+
+
+def _add_health(app: FastAPI, ready: Callable[[], bool]) -> None:
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Still starting"}},
+        tags=["admin"],
+    )
+    async def healthz() -> JSONResponse:
+        """200 once every service and the HTTP server are up, 503 before."""
+        if ready():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """A response in the contract's error format."""
+    detail = ErrorDetail(code=code or _code_for(status), message=message, field=field)
+    body = ErrorBody(error=detail).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _code_for(status: int) -> str:
+    if status in _CODES:
+        return _CODES[status]
+    return _phrase(status).lower().replace(" ", "_").replace("-", "_")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected_error)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if not errors:
+        return error_response(400, "invalid request", code="invalid_input")
+    first: Mapping[str, Any] = errors[0]
+    if first.get("type") == "json_invalid":
+        return error_response(400, "the request body is not valid JSON", code="invalid_input")
+    field = _field_name(first.get("loc", ()))
+    return error_response(
+        400, str(first.get("msg", "invalid value")), code="invalid_input", field=field
+    )
+
+
+def _field_name(loc: tuple[str | int, ...]) -> str | None:
+    parts = list(loc)
+    if parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    return ".".join(str(part) for part in parts) or None
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if isinstance(detail, Mapping):
+        return error_response(
+            exc.status_code,
+            str(detail.get("message", "")),
+            code=detail.get("code"),
+            field=detail.get("field"),
+            headers=exc.headers,
+        )
+    message = str(detail) if detail else _phrase(exc.status_code)
+    if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+        message = f"no such resource: {request.method} {request.url.path}"
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
+async def _on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(500, "internal error")

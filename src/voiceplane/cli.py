@@ -1,0 +1,76 @@
+"""The ``voiceplane`` command."""
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from voiceplane import __version__
+from voiceplane.config import ConfigError, load_config
+from voiceplane.server import ServeError, serve
+from voiceplane.services import build_services
+
+EXIT_RUNTIME_ERROR = 1
+EXIT_CONFIG_ERROR = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+app = typer.Typer(
+    name="voiceplane",
+    help="voiceplane: a self-hosted programmable-voice platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML settings file; VOICEPLANE_<SECTION>_<KEY> variables override it.",
+        show_default=False,
+    ),
+]
+
+
+@app.command("serve")
+def serve_command(config: ConfigOption = None) -> None:
+    """Run everything in one process: HTTP API, SIP and the services behind them."""
+    try:
+        settings = load_config(config, os.environ)
+        services = build_services(settings)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG_ERROR)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    try:
+        _run(serve(settings, services))
+    except ServeError as exc:
+        _fail(str(exc), EXIT_RUNTIME_ERROR)
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the version."""
+    typer.echo(f"voiceplane {__version__}")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"voiceplane: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed, else on the default asyncio loop."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

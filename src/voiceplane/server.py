@@ -1,0 +1,176 @@
+"""One process, one event loop: the long-running services plus the HTTP API (uvicorn).
+
+Start order: every service in the order given, then HTTP; ``GET /healthz`` answers 200 only
+once all of them are up. On SIGINT or SIGTERM (or when ``stop`` is set) everything stops in
+the reverse order: HTTP first, then the services from last to first. A second signal makes
+HTTP drop its open connections instead of waiting for them.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import uvicorn
+
+from voiceplane.api.app import create_app
+from voiceplane.config import Config
+
+GRACEFUL_HTTP_SHUTDOWN_S = 5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Service(Protocol):
+    """A long-running part of the process (SIP, the engine, the dispatcher, ...).
+
+    ``start`` returns once the service is ready (sockets bound, tasks spawned); ``stop``
+    releases everything it holds and returns once that is done.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class ServeError(Exception):
+    """The process could not run, for a reason the user can act on."""
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: :func:`serve` owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class _Readiness:
+    """``ready()`` for the health check: all services started and uvicorn listening."""
+
+    server: uvicorn.Server | None = None
+    services_started: bool = False
+
+    def __call__(self) -> bool:
+        return self.services_started and self.server is not None and self.server.started
+
+
+async def serve(
+    config: Config,
+    services: Sequence[Service] = (),
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run ``services`` and the HTTP API until SIGINT/SIGTERM, or until ``stop`` is set.
+
+    Raises :class:`ServeError` if the HTTP API cannot start (e.g. its port is taken); the
+    services already started are stopped first. A service whose ``start`` raises makes
+    ``serve`` stop the ones started before it and re-raise.
+    """
+    stop = stop if stop is not None else asyncio.Event()
+    readiness = _Readiness()
+    server = _build_server(config, readiness)
+    readiness.server = server
+    with _signal_handlers(stop, server):
+        async with contextlib.AsyncExitStack() as running:
+            await _start_services(services, running)
+            readiness.services_started = True
+            if not stop.is_set():
+                await _run_http(server, stop, config)
+    _log().info("voiceplane stopped")
+
+
+def _build_server(config: Config, ready: _Readiness) -> uvicorn.Server:
+    app = create_app(config, ready=ready)
+    listen = config.api.listen
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=listen.host,
+            port=listen.port,
+            log_level="info",
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_HTTP_SHUTDOWN_S,
+        )
+    )
+
+
+async def _start_services(services: Sequence[Service], running: contextlib.AsyncExitStack) -> None:
+    for service in services:
+        name = type(service).__name__
+        _log().info("starting %s", name)
+        await service.start()
+        running.push_async_callback(_stop_service, service)
+        _log().info("started %s", name)
+
+
+async def _stop_service(service: Service) -> None:
+    name = type(service).__name__
+    _log().info("stopping %s", name)
+    try:
+        await service.stop()
+    except Exception:
+        _log().exception("%s failed to stop cleanly", name)
+        raise
+    _log().info("stopped %s", name)
+
+
+async def _run_http(server: uvicorn.Server, stop: asyncio.Event, config: Config) -> None:
+    """Serve HTTP until ``stop`` is set (or uvicorn ends on its own), then stop it."""
+    http = asyncio.create_task(_serve_http(server), name="voiceplane-http")
+    stopped = asyncio.create_task(stop.wait(), name="voiceplane-stop")
+    try:
+        await asyncio.wait({http, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopped.cancel()
+        started = await http
+    if not started:
+        raise ServeError(f"the HTTP API could not start on {config.api.listen} (see the log above)")
+
+
+async def _serve_http(server: uvicorn.Server) -> bool:
+    """Run uvicorn; return whether it got as far as listening.
+
+    uvicorn calls ``sys.exit`` when it cannot bind or its lifespan startup fails; catching
+    it here keeps that from tearing through the event loop past our services' cleanup.
+    """
+    try:
+        await server.serve()
+    except SystemExit:
+        return False
+    return server.started
+
+
+@contextlib.contextmanager
+def _signal_handlers(stop: asyncio.Event, server: uvicorn.Server) -> Iterator[None]:
+    """Route SIGINT/SIGTERM to ``stop``; without a main thread, leave signals alone."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, _on_stop_signal, sig, stop, server)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _on_stop_signal(sig: signal.Signals, stop: asyncio.Event, server: uvicorn.Server) -> None:
+    if stop.is_set():
+        _log().warning("%s again: closing HTTP connections now", sig.name)
+        server.force_exit = True
+        return
+    _log().info("%s: shutting down", sig.name)
+    stop.set()
+
+
+def _log() -> logging.Logger:
+    return logging.getLogger(__name__)
