@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.sipp import SippClient, Transport, requires_sipp
 from voiceplane import __version__
 
 READY_WITHIN_S = 20.0
@@ -51,6 +52,7 @@ class Running:
     process: subprocess.Popen[bytes]
     api_port: int
     log: Path
+    sip_port: int = 0
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -77,7 +79,7 @@ def started(tmp_path: Path) -> Iterator[Running]:
             stderr=subprocess.STDOUT,
         )
     try:
-        yield Running(process, api_port, log)
+        yield Running(process, api_port, log, sip_port)
     finally:
         if process.poll() is None:
             process.kill()
@@ -176,3 +178,24 @@ def test_version(tmp_path: Path) -> None:
 
     assert result.returncode == 0
     assert result.stdout.strip() == f"voiceplane {__version__}"
+
+
+@pytest.mark.sipp
+@requires_sipp
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_serve_answers_options_200_and_an_unserved_number_404(
+    started: Running, tmp_path: Path, transport: Transport
+) -> None:
+    """The real process, with SIPp as the caller: OPTIONS gets 200, an INVITE 404."""
+    wait_until_healthy(started)
+    options = await SippClient(
+        "uac_options", tmp_path / "options", started.sip_port, transport=transport
+    ).run(10)
+    options.assert_ok(calls=1)
+    assert "INVITE" in (options.received(200)[0].header("Allow") or "")
+    invite = await SippClient(
+        "uac_expect_final", tmp_path / "invite", started.sip_port, transport=transport,
+        values={"code": 404},
+    ).run(10)  # fmt: skip
+    invite.assert_ok(calls=1)
+    assert invite.received(404) and invite.sent("ACK")

@@ -146,8 +146,9 @@ class NameAddr:
         if not text:
             raise SipParseError("empty address")
         display: str | None = None
-        if "<" in text:
-            lt = text.index("<")
+        # A quoted display name may itself hold '<' ("Reception <100>" <sip:100@pbx>).
+        lt = text.find("<", _quoted_end(text) if text[0] == '"' else 0)
+        if lt >= 0:
             head = text[:lt].strip()
             gt = text.find(">", lt)
             if gt < 0:
@@ -179,6 +180,20 @@ class NameAddr:
     def __str__(self) -> str:
         head = f"{self.display} " if self.display else ""
         return f"{head}<{self.uri}>{format_params(self.params)}"
+
+
+def _quoted_end(text: str) -> int:
+    """The index just after the quoted-string ``text`` starts with (backslash escapes kept)."""
+    i = 1
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i + 1
+        i += 1
+    raise SipParseError(f"unterminated quoted string in {text!r}")
 
 
 def tag_of(value: str) -> str | None:

@@ -34,6 +34,7 @@ from .outcome import (
 )
 from .timers import Timer
 from .transaction import (
+    ClientInviteTransaction,
     ClientTransaction,
     ServerInviteTransaction,
     ServerTransaction,
@@ -415,6 +416,9 @@ class Leg:
                 self._bye_done(now)
         elif method == "INVITE" and tx is self._reinvite_tx:
             self._on_reinvite_response(tx, response, now)
+        elif method == "INVITE" and 200 <= response.status < 300 and self.dialog is not None:
+            # A finished re-INVITE's 2xx again: our ACK was lost (section 13.2.2.4).
+            self._send_ack(tx.request, now)
 
     def _on_reinvite_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
         if response.status < 200:
@@ -530,6 +534,8 @@ class OutgoingLeg(Leg):
     def _send_cancel(self, now: float) -> None:
         self._cancel_sent = True
         self._ep._start_client(build_cancel(self.invite), self.destination, now, owner=None)
+        if isinstance(self._invite_tx, ClientInviteTransaction):
+            self._invite_tx.cancel_sent(now)  # give up if no final comes (section 9.1)
 
     def _stop_ring_timer(self) -> None:
         if self._ring_timer is not None:
@@ -598,7 +604,10 @@ class OutgoingLeg(Leg):
         self.remote_sdp = response.body or self.remote_sdp
         self._send_ack(self.invite, now)
         if old is LegState.CANCELLING:
-            # Section 9.1: our CANCEL lost the race with the 200. The call is ours to end.
+            # Section 9.1: our CANCEL lost the race with the 200. The call is ours to end,
+            # and it ends for the reason we cancelled it.
+            assert self._cancel_reason is not None
+            self._record_end(self._cancel_reason, Party.LOCAL, now)
             self._hangup_with_bye(now)
             return
         self.answered_at = now
@@ -631,6 +640,8 @@ class OutgoingLeg(Leg):
         cause = EndCause.NO_RESPONSE if timed_out else EndCause.TRANSPORT_ERROR
         if self._cancel_reason is EndCause.CANCELLED:
             cause = EndCause.CANCELLED  # the user gave up; the far end never spoke
+        elif timed_out and self._cancel_sent and self._cancel_reason is not None:
+            cause = self._cancel_reason  # CANCEL sent, but no final response ever came
         self._end = None
         self._record_end(cause, Party.LOCAL if timed_out else Party.REMOTE, now)
         self._finish(now)
@@ -657,6 +668,9 @@ class OutgoingLeg(Leg):
         if self._auth_tries >= 1 and not challenge.stale:
             self._on_failure(response, now)  # our credentials were refused
             return
+        if not self._credentials.applies_to(challenge):
+            self._on_failure(response, now)  # we hold no password for this realm
+            return
         self._auth_tries += 1
         value = authorization(
             challenge, self._credentials, method="INVITE", uri=self.invite.uri,
@@ -670,6 +684,7 @@ class OutgoingLeg(Leg):
             .set(name, value)
         )
         self.invite = Request("INVITE", self.invite.uri, headers, self.invite.body)
+        self._provisional_seen = False  # a CANCEL must wait for a 1xx to the new INVITE
         self._start(now)
 
 

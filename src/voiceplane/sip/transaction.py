@@ -65,6 +65,7 @@ CLIENT_INVITE: dict[tuple[TxState, TxInput], TxState] = {
     (S.PROCEEDING, I.FAILURE): S.COMPLETED,
     (S.COMPLETED, I.FAILURE): S.COMPLETED,  # retransmitted final: ACK again
     (S.CALLING, I.TIMEOUT): S.TERMINATED,  # timer B
+    (S.PROCEEDING, I.TIMEOUT): S.TERMINATED,  # section 9.1: no final 64*T1 after our CANCEL
     (S.COMPLETED, I.WAIT_OVER): S.TERMINATED,  # timer D
     (S.ACCEPTED, I.WAIT_OVER): S.TERMINATED,  # timer M
     (S.CALLING, I.TRANSPORT_ERROR): S.TERMINATED,
@@ -276,6 +277,13 @@ class ClientInviteTransaction(ClientTransaction):
             self._retransmit = self._timers.arm(now + self._values.t1, self._timer_a)
         self._timeout = self._timers.arm(now + self._values.b, self._timed_out)
 
+    def cancel_sent(self, now: float) -> None:
+        """Section 9.1: the TU cancelled this INVITE. If no final response comes within
+        64*T1, the transaction is considered cancelled and destroyed (a timeout)."""
+        if self._timeout is not None:
+            self._timeout.cancel()
+        self._timeout = self._timers.arm(now + self._values.b, self._timed_out)
+
     def _timer_a(self, now: float) -> None:
         # Section 17.1.1.2: resend, and double the interval each time (no T2 cap for INVITE).
         if self._step(TxInput.RETRANSMIT_TIMER) is not None:
@@ -397,6 +405,10 @@ class ServerInviteTransaction(ServerTransaction):
         if self._wait is not None and old is TxState.PROCEEDING:
             self._wait.cancel()  # no 100 needed any more
             self._wait = None
+        if old is TxState.ACCEPTED and response is self.last_response:
+            # The TU resending its 2xx until the ACK (section 13.3.1.4): a retransmission.
+            self._outbox.resend(self._last_data, self.peer)
+            return
         self._send(response)
         if old is TxState.PROCEEDING and event is TxInput.SUCCESS:
             self._arm_wait(now, self._values.l)

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from .addressing import Address
 from .endpoint import SipEndpoint
@@ -206,8 +207,8 @@ class _TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport: trust the protocol contract.
+        self.transport = cast(asyncio.Transport, transport)
         if not self.peer.host:
             host, port = transport.get_extra_info("peername")[:2]
             self.peer = Address(host, port, "tcp")

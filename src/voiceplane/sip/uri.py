@@ -32,10 +32,12 @@ class SipUri:
         if not sep or scheme not in DEFAULT_PORTS:
             raise SipParseError(f"not a sip or sips URI: {text!r}")
         rest, _, headers = rest.partition("?")
+        # The user part may hold ';' (telephone-subscriber: ";npdi;rn=..."), so cut it off
+        # at the last '@' before splitting the parameters.
+        userinfo, at, rest = rest.rpartition("@")
         hostpart, *raw_params = rest.split(";")
         user = password = None
-        if "@" in hostpart:
-            userinfo, _, hostpart = hostpart.rpartition("@")
+        if at:
             user, _, pw = userinfo.partition(":")
             password = pw or None
         host, port = split_hostport(hostpart)
