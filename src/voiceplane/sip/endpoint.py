@@ -188,6 +188,9 @@ class SipEndpoint:
     ) -> OutgoingLeg:
         """Place a call. ``destination`` is the next hop (the trunk); by default the URI's host."""
         uri = request_uri or to_uri
+        for value in (to_uri, from_uri, uri, display_name or "", *(v for _, v in extra_headers)):
+            if "\r" in value or "\n" in value or '"' in (display_name or ""):
+                raise ValueError(f"line break or quote in a header value: {value!r}")
         if destination is None:
             destination = address_of_uri(SipUri.parse(uri))
         transport = destination.transport
@@ -301,6 +304,19 @@ class SipEndpoint:
             existing.receive_retransmission(now)
             return
         tx = self._new_server(request, key, source, now)
+        try:
+            self._dispatch_request(request, via, tx, source, now)
+        except SipParseError as exc:
+            # Readable enough for a transaction, not for a dialog (a broken From or To):
+            # answer through the transaction, which then absorbs the retransmissions.
+            self.stats.malformed += 1
+            self._emit(MalformedMessage(source, exc.reason))
+            if tx.last_response is None or tx.last_response.status < 200:
+                self._respond(tx, 400, _bad_request(exc.reason), now)
+
+    def _dispatch_request(self, request: Request, via: Via, tx: ServerTransaction,
+                          source: Address, now: float) -> None:  # fmt: skip
+        method = request.method
         if method == "CANCEL":
             self._on_cancel(request, via, tx, now)
             return
@@ -358,9 +374,9 @@ class SipEndpoint:
         request = _salvage_request(data)
         if request is None or request.method == "ACK":
             return  # nothing we can answer: section 18.3 says discard
-        reason = "".join(c if c.isprintable() else " " for c in error.reason)[:120]
-        response = make_response(request, error.status_hint, f"Bad Request ({reason})"
-                                 if error.status_hint == 400 else reason)  # fmt: skip
+        hint = error.status_hint
+        reason = _bad_request(error.reason) if hint == 400 else _printable(error.reason)
+        response = make_response(request, hint, reason)
         self._outbox.send(response.encode(), source)
 
     # --- services for transactions and legs ----------------------------------------------------
@@ -459,6 +475,14 @@ class SipEndpoint:
 def _hostport(address: Address) -> str:
     host = f"[{address.host}]" if ":" in address.host else address.host
     return f"{host}:{address.port}"
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in text)[:120]
+
+
+def _bad_request(reason: str) -> str:
+    return f"Bad Request ({_printable(reason)})"
 
 
 def _dialog_id_of(request: Request) -> DialogId:

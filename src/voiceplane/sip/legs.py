@@ -332,6 +332,12 @@ class Leg:
         """A BYE ended an early dialog; incoming legs still owe their INVITE a final."""
 
     def _on_reinvite(self, request: Request, tx: ServerTransaction, now: float) -> None:
+        if self._pending is not None:
+            # Our 2xx to the last INVITE is not ACKed yet: ask the far end to retry later
+            # (the usual reading of section 14.2 for an INVITE that overlaps our 2xx).
+            self._ep._respond(tx, 500, "Server Internal Error", now,
+                              extra=(("retry-after", "1"),))  # fmt: skip
+            return
         if (
             self.state not in (LegState.ANSWERED, LegState.CONFIRMED)
             or self._reinvite_tx is not None

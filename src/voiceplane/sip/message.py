@@ -65,6 +65,19 @@ def normalize_name(name: str) -> str:
     return COMPACT_FORMS.get(lname, lname)
 
 
+_LOOKUP: dict[str, str] = {}
+
+
+def _lookup_name(name: str) -> str:
+    """``Via``, ``v`` and ``via`` all find ``via``; cached, since lookups are on the hot path."""
+    found = _LOOKUP.get(name)
+    if found is None:
+        found = normalize_name(name)
+        if len(_LOOKUP) < 4096:
+            _LOOKUP[name] = found
+    return found
+
+
 class Headers:
     """An immutable, ordered list of ``(name, value)`` with case-insensitive lookup."""
 
@@ -87,6 +100,7 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of ``name`` (first element of a comma list for multi-value headers)."""
+        name = _lookup_name(name)
         for key, value in self._items:
             if key == name:
                 if key in MULTI_VALUE and "," in value:
@@ -98,6 +112,7 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order, comma lists split for multi-value headers."""
         out: list[str] = []
+        name = _lookup_name(name)
         multi = name in MULTI_VALUE
         for key, value in self._items:
             if key == name:
@@ -108,6 +123,9 @@ class Headers:
         return out
 
     def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        name = _lookup_name(name)
         for key, _ in self._items:
             if key == name:
                 return True

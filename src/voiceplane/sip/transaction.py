@@ -347,11 +347,8 @@ class ClientNonInviteTransaction(ClientTransaction):
                 if timer is not None:
                     timer.cancel()
             self._arm_wait(now, 0 if self.peer.reliable else self._values.t4)
-        elif self.state is TxState.PROCEEDING and self._retransmit is not None:
-            # Keep retransmitting, but now every T2 (section 17.1.2.2).
-            self._retransmit.cancel()
-            if not self.peer.reliable:
-                self._retransmit = self._timers.arm(now + self._values.t2, self._timer_e)
+        # A 1xx does not re-arm timer E: it keeps running, and once it fires in Proceeding
+        # it is reset to T2 (section 17.1.2.2), so repeated 1xx cannot delay retransmission.
         self._outbox.tx_events.append(ResponseReceived(self, response))
 
 

@@ -1,0 +1,406 @@
+"""The endpoint (endpoint.py): routing, answers it gives on its own, broken input, transports."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.sip.calls import SDP_A, SDP_B, Pair
+from voiceplane.sip.addressing import Address
+from voiceplane.sip.endpoint import (
+    MalformedMessage,
+    RequestFinished,
+    RequestReceived,
+    SipEndpoint,
+)
+from voiceplane.sip.headers import get_param
+from voiceplane.sip.legs import CallEnded, IncomingCall, LegState
+from voiceplane.sip.message import Request, Response, parse_message
+from voiceplane.sip.outcome import EndCause, Party
+
+X = Address("10.0.0.9", 5060)  # a peer that is not an endpoint: we inject what it sends
+
+
+def raw(
+    method: str = "INVITE",
+    *,
+    uri: str = "sip:123@10.0.0.2",
+    branch: str = "z9hG4bKraw1",
+    via: str = "SIP/2.0/UDP 10.0.0.9:5060",
+    from_: str = "<sip:x@10.0.0.9>;tag=f1",
+    to: str = "<sip:123@10.0.0.2>",
+    call_id: str = "raw-call-1",
+    cseq: str | None = None,
+    extra: str = "",
+    body: bytes = b"",
+    length: str | None = None,
+    version: str = "SIP/2.0",
+) -> bytes:
+    head = (
+        f"{method} {uri} {version}\r\n"
+        f"Via: {via};branch={branch}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: {from_}\r\n"
+        f"To: {to}\r\n"
+        f"Call-ID: {call_id}\r\n"
+        f"CSeq: {cseq or f'1 {method}'}\r\n"
+        f"{extra}"
+        f"Content-Length: {len(body) if length is None else length}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def answers(p: Pair, src: Address | None = None) -> list[Response]:
+    """Every response ``b`` (or ``src``) put on the wire."""
+    return [m for m in p.link.messages_sent(src or p.B) if isinstance(m, Response)]
+
+
+# --- requests the layer above answers -------------------------------------------------------------
+
+
+def test_options_is_handed_up_and_answered_with_allow() -> None:
+    p = Pair()
+    tx = p.a.request("OPTIONS", uri="sip:10.0.0.2", now=0.0, destination=p.B)
+    p.link.deliver()
+    [received] = p.link.of_type(p.B, RequestReceived)
+    assert received.request.method == "OPTIONS" and received.leg is None
+    p.b.respond(received.transaction, 200, "OK", p.now)
+    p.link.deliver()
+    [finished] = p.link.of_type(p.A, RequestFinished)
+    assert finished.transaction is tx and finished.status == 200
+    assert finished.response is not None
+    allow = finished.response.headers.get_all("allow")
+    assert {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS"} <= set(allow)
+    assert finished.response.to.tag  # a final response carries a To tag
+
+
+def test_unknown_method_can_be_answered_405_with_allow() -> None:
+    p = Pair()
+    p.link.inject(raw("MESSAGE", body=b"hello", extra="Content-Type: text/plain\r\n"), X, p.B)
+    [received] = p.link.of_type(p.B, RequestReceived)
+    assert received.request.body == b"hello"
+    p.b.respond(received.transaction, 405, "Method Not Allowed", p.now)
+    p.link.deliver()
+    [response] = answers(p)
+    assert response.status == 405 and response.headers.get("allow") is not None
+    assert p.link.sent[-1][1] == X
+
+
+def test_in_dialog_request_is_handed_up_with_its_leg() -> None:
+    p = Pair()
+    leg, inc = p.answered()
+    assert leg.dialog is not None
+    info = leg.dialog.new_request(
+        "INFO",
+        via="SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKinfo",
+        body=b"Signal=5\r\n",
+        extra=(("Content-Type", "application/dtmf-relay"),),
+    )
+    p.link.inject(info.encode(), p.A, p.B)
+    [received] = p.link.of_type(p.B, RequestReceived)
+    assert received.leg is inc and received.request.body == b"Signal=5\r\n"
+    p.b.respond(received.transaction, 200, "OK", p.now)
+    p.link.deliver()
+    assert (answers(p)[-1].status, answers(p)[-1].cseq.method) == (200, "INFO")
+    assert p.a.stats.stray_responses == 1  # the injected INFO had no transaction at A
+
+
+# --- answers the endpoint gives itself ----------------------------------------------------------
+
+
+def test_cancel_for_an_unknown_transaction_gets_481() -> None:
+    p = Pair()
+    p.link.inject(raw("CANCEL", branch="z9hG4bKnosuch"), X, p.B)
+    [response] = answers(p)
+    assert (response.status, response.cseq.method) == (481, "CANCEL")
+    assert p.link.of_type(p.B, IncomingCall) == []
+
+
+def test_cancel_after_the_final_response_is_answered_200_and_changes_nothing() -> None:
+    p = Pair()
+    leg, inc = p.answered()
+    [invite] = p.link.messages_sent(p.A, "INVITE")
+    assert isinstance(invite, Request)
+    cancel = Request(
+        "CANCEL", invite.uri, invite.headers.set("cseq", f"{invite.cseq.number} CANCEL")
+    )
+    p.link.inject(cancel.encode(), p.A, p.B)
+    assert (answers(p)[-1].status, answers(p)[-1].cseq.method) == (200, "CANCEL")
+    assert inc.state is LegState.CONFIRMED and inc.outcome is None
+
+
+@pytest.mark.parametrize("to", ["<sip:123@10.0.0.2>;tag=unknown", "<sip:123@10.0.0.2>"])
+def test_bye_for_an_unknown_dialog_gets_481(to: str) -> None:
+    p = Pair()
+    p.link.inject(raw("BYE", to=to), X, p.B)
+    [response] = answers(p)
+    assert (response.status, response.cseq.method) == (481, "BYE")
+    assert p.b.events() == [] and p.link.events[p.B] == []
+
+
+def test_ack_for_an_unknown_dialog_is_dropped() -> None:
+    p = Pair()
+    p.link.inject(raw("ACK", to="<sip:123@10.0.0.2>;tag=unknown"), X, p.B)
+    assert answers(p) == [] and p.link.events[p.B] == []
+
+
+def test_out_of_order_cseq_in_a_dialog_gets_500() -> None:
+    p = Pair()
+    leg, inc = p.answered()
+    assert leg.dialog is not None
+    [invite] = p.link.messages_sent(p.A, "INVITE")
+    stale = leg.dialog.new_request(
+        "BYE", via="SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKold", cseq=invite.cseq.number
+    )  # not above the INVITE's
+    p.link.inject(stale.encode(), p.A, p.B)
+    response = answers(p)[-1]
+    assert (response.status, response.cseq.method) == (500, "BYE")
+    assert response.headers.get("retry-after") is not None
+    assert inc.state is LegState.CONFIRMED and inc.outcome is None
+    p.at_a(leg.hangup)  # a BYE in order still works
+    assert inc.outcome is not None and inc.outcome.cause is EndCause.REMOTE_HANGUP
+
+
+# --- broken input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (raw(length="abc"), "Content-Length"),
+        (raw(body=b"v=0", length="30"), "shorter than Content-Length"),
+        (raw(cseq="1 BYE"), "does not match"),
+        (raw(cseq="x INVITE"), "bad CSeq"),
+        (raw("OPTIONS", extra="Bad Header Line\r\n"), "bad header line"),
+        (raw(via="SIP/2.0/UDP 10.0.0.9:99999"), "bad port"),
+    ],
+)
+def test_malformed_request_with_readable_key_headers_gets_400(data: bytes, reason: str) -> None:
+    p = Pair()
+    p.link.inject(data, X, p.B)
+    [(src, dst, answer)] = [sent for sent in p.link.sent if sent[0] == p.B]
+    assert dst == X
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"SIP/2.0 400 Bad Request (")
+    assert reason.encode() in status_line
+    # the key headers are copied, broken or not (section 8.2.6.2)
+    assert b"Call-ID: raw-call-1\r\n" in rest and b"Via: SIP/2.0/UDP 10.0.0.9" in rest
+    [malformed] = p.link.of_type(p.B, MalformedMessage)
+    assert malformed.source == X and reason in malformed.reason
+    assert p.b.stats.malformed == 1 and p.b.stats.received == 1
+    assert p.link.of_type(p.B, IncomingCall) == []
+
+
+def test_unsupported_version_gets_505() -> None:
+    p = Pair()
+    p.link.inject(raw(version="SIP/3.0"), X, p.B)
+    [response] = answers(p)
+    assert response.status == 505
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00\xff\xfe\r\n\r\n",
+        b"hello world\r\n\r\n",
+        raw().replace(b"Call-ID: raw-call-1\r\n", b""),  # a request we cannot answer
+        raw("ACK", length="abc"),  # an ACK is never answered
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKx\r\n\r\n",  # a response
+        b"SIP/2.0 200 OK\r\nVia: nonsense\r\nFrom: <sip:a@b>\r\nTo: <sip:a@b>\r\n"
+        b"Call-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+    ],
+)
+def test_unreadable_input_is_dropped_with_an_event(data: bytes) -> None:
+    p = Pair()
+    p.link.inject(data, X, p.B)
+    assert answers(p) == []
+    [malformed] = p.link.of_type(p.B, MalformedMessage)
+    assert malformed.source == X and malformed.reason
+    assert p.b.next_deadline() is None
+
+
+@pytest.mark.parametrize(
+    ("header", "value"), [("To", "garbage"), ("From", "nonsense;tag=f1"), ("From", "<sip:x@y")]
+)
+def test_invite_with_an_unreadable_from_or_to_gets_400_and_leaves_no_state(
+    header: str, value: str
+) -> None:
+    p = Pair()
+    data = raw(**{"to" if header == "To" else "from_": value})
+    p.link.inject(data, X, p.B)
+    p.link.advance(0.3)
+    assert [r.status for r in answers(p)] == [400]  # and no 100 Trying after it
+    assert p.link.of_type(p.B, IncomingCall) == [] and p.b.active_legs == 0
+    assert len(p.link.of_type(p.B, MalformedMessage)) == 1
+    p.link.inject(data, X, p.B)  # a retransmission gets the same answer
+    assert [r.status for r in answers(p)] == [400, 400]
+    p.link.advance(60.0)
+    assert p.b.next_deadline() is None
+
+
+# --- transports and addresses -------------------------------------------------------------------
+
+
+def test_transport_failure_ends_a_call_attempt_with_503() -> None:
+    p = Pair()
+    p.link.drop = lambda data, src, dst: True
+    leg = p.call()
+    p.link.advance(1.0)
+    p.a.transport_failed(Address("10.9.9.9", 5060), p.now)  # somewhere else: no effect
+    assert leg.outcome is None
+    p.a.transport_failed(p.B, p.now)
+    p.link.deliver()
+    assert leg.outcome is not None
+    assert (leg.outcome.cause, leg.outcome.ended_by) == (EndCause.TRANSPORT_ERROR, Party.REMOTE)
+    assert (leg.outcome.status, leg.outcome.reason) == (503, "Service Unavailable")
+    assert [e.leg for e in p.link.of_type(p.A, CallEnded)] == [leg]
+    sent = len(p.link.sent)
+    p.link.advance(40.0)
+    assert len(p.link.sent) == sent  # nothing retransmitted after the failure
+    assert p.a.active_legs == 0
+
+
+def test_transport_failure_of_a_request_is_reported_as_503() -> None:
+    p = Pair("tcp")
+    tx = p.a.request("OPTIONS", uri="sip:10.0.0.2;transport=tcp", now=0.0, destination=p.B)
+    p.a.transport_failed(p.B, 0.0)
+    [finished] = p.a.events()
+    assert isinstance(finished, RequestFinished)
+    assert (finished.transaction, finished.status, finished.response) == (tx, 503, None)
+
+
+def test_responses_go_back_where_the_request_came_from() -> None:
+    p = Pair()
+    nat = Address("203.0.113.5", 40000)
+    p.link.inject(raw("OPTIONS", via="SIP/2.0/UDP 192.168.1.10:5060;rport"), nat, p.B)
+    [received] = p.link.of_type(p.B, RequestReceived)
+    p.b.respond(received.transaction, 200, "OK", p.now)
+    p.link.deliver()
+    assert p.link.sent[-1][1] == nat
+    via = answers(p)[-1].top_via
+    assert (via.host, via.port) == ("192.168.1.10", 5060)
+    assert get_param(via.params, "received") == "203.0.113.5"
+    assert get_param(via.params, "rport") == "40000"
+
+
+def test_received_is_stamped_without_rport_when_the_host_differs() -> None:
+    p = Pair()
+    p.link.inject(raw("OPTIONS", via="SIP/2.0/UDP client.example.com:5060"), X, p.B)
+    [received] = p.link.of_type(p.B, RequestReceived)
+    via = received.request.top_via
+    assert get_param(via.params, "received") == "10.0.0.9"
+    assert via.rport is None
+
+
+def test_retransmitted_invite_gets_the_last_provisional_and_is_one_call() -> None:
+    p = Pair()
+    p.drop_first(2, lambda data, src, dst: src == p.B)  # the 100 and the 180 are lost
+    leg = p.call()
+    inc = p.incoming()
+    p.link.advance(0.3)
+    p.at_b(inc.ring)
+    assert leg.state is LegState.CALLING
+    p.link.advance(1.0)  # the INVITE again at 0.5: the 180 again
+    assert p.link.times_sent(p.A, "INVITE") == [0.0, 0.5]
+    assert p.link.times_sent(p.B, "180") == [0.3, 0.5]
+    assert leg.state is LegState.RINGING
+    assert len(p.link.of_type(p.B, IncomingCall)) == 1
+
+
+def test_invite_to_the_uri_host_and_refused_transports() -> None:
+    a = SipEndpoint(local={"udp": Address("10.0.0.1", 5060)})
+    leg = a.invite(to_uri="sip:bob@10.0.0.2:5080", from_uri="sip:alice@10.0.0.1", now=0.0)
+    [(data, dest)] = a.datagrams_to_send()
+    assert dest == Address("10.0.0.2", 5080, "udp") and leg.destination == dest
+    request = parse_message(data)
+    assert isinstance(request, Request) and request.body == b""
+    assert "content-type" not in request.headers
+    with pytest.raises(ValueError):
+        a.invite(to_uri="sip:bob@10.0.0.2;transport=tcp", from_uri="sip:alice@10.0.0.1", now=0.0)
+    with pytest.raises(ValueError):
+        SipEndpoint(local={})
+
+
+def test_invite_headers() -> None:
+    p = Pair()
+    p.call(display_name="Alice", extra_headers=(("X-Call-Ref", "42"),))
+    [invite] = p.link.messages_sent(p.A, "INVITE")
+    assert isinstance(invite, Request)
+    assert invite.from_.display == '"Alice"' and invite.from_.tag
+    assert invite.to.tag is None
+    assert invite.top_via.branch is not None and invite.top_via.branch.startswith("z9hG4bK")
+    assert invite.top_via.rport == ""
+    assert invite.headers.get("x-call-ref") == "42"
+    assert invite.headers.get("content-type") == "application/sdp" and invite.body == SDP_A
+    assert invite.headers.get("max-forwards") == "70"
+
+
+def test_unpinned_requests_follow_the_remote_target() -> None:
+    p = Pair(pin_outbound=False)
+    leg, inc = p.answered()
+    assert leg.next_hop is None
+    p.at_a(leg.hangup)
+    [bye] = p.link.messages_sent(p.A, "BYE")
+    assert bye.uri == "sip:voiceplane@10.0.0.2:5060"  # the callee's Contact
+    assert inc.outcome is not None
+
+
+def test_queues_are_drained_once() -> None:
+    p = Pair()
+    p.a.invite(
+        to_uri="sip:123@10.0.0.2", from_uri="sip:999@10.0.0.1", now=0.0, destination=p.B, sdp=SDP_A
+    )
+    assert len(p.a.datagrams_to_send()) == 1
+    assert p.a.datagrams_to_send() == []
+    assert p.a.next_deadline() == 0.5  # timer A
+    assert p.a.active_legs == 1
+
+
+def test_answer_sdp_gets_a_content_type() -> None:
+    p = Pair()
+    p.answered()
+    ok = [r for r in answers(p) if r.status == 200][0]
+    assert ok.body == SDP_B and ok.headers.get("content-type") == "application/sdp"
+    assert ok.headers.get("contact") == "<sip:voiceplane@10.0.0.2:5060>"
+
+
+# --- the endpoint never raises on what the network sends ----------------------------------------
+
+field_text = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    method=st.sampled_from(["INVITE", "BYE", "CANCEL", "ACK", "OPTIONS", "INFO", "SIP/2.0"]),
+    in_dialog=st.booleans(),
+    field=st.sampled_from(["uri", "via", "from_", "to", "call_id", "cseq", "extra", "none"]),
+    value=field_text,
+    extra_name=st.sampled_from(["Reason", "Contact", "Record-Route", "Content-Length", "Route"]),
+)
+def test_endpoint_survives_corrupted_messages(
+    method: str, in_dialog: bool, field: str, value: str, extra_name: str
+) -> None:
+    p = Pair()
+    fields: dict[str, str] = {}
+    if in_dialog:
+        leg, inc = p.answered()
+        assert inc.dialog is not None
+        fields = {
+            "call_id": inc.dialog.call_id,
+            "to": f"<sip:123@10.0.0.2>;tag={inc.dialog.local_tag}",
+            "from_": f"<sip:999@10.0.0.1>;tag={inc.dialog.remote_tag}",
+            "cseq": f"{(inc.dialog.remote_seq or 0) + 1} {method}",
+        }
+    if field == "extra":
+        fields["extra"] = f"{extra_name}: {value}\r\n"
+    elif field != "none":
+        fields[field] = value
+    if method == "SIP/2.0":  # a response, to something we may or may not have sent
+        data = raw("X", **fields).replace(b"X sip:123@10.0.0.2 SIP/2.0", b"SIP/2.0 200 OK", 1)
+    else:
+        data = raw(method, **fields)
+    p.b.receive(data, p.A, p.now)
+    p.link.deliver()
+    p.link.advance(70.0)

@@ -1,0 +1,89 @@
+"""RFC 3261 timer values and the sans-IO timer queue (timers.py)."""
+
+from __future__ import annotations
+
+from voiceplane.sip.timers import Timer, TimerQueue, TimerValues
+
+
+def test_default_values_follow_rfc3261_table_4() -> None:
+    v = TimerValues()
+    assert (v.t1, v.t2, v.t4) == (0.5, 4.0, 5.0)
+    assert v.b == v.f == v.h == v.j == v.l == v.m == 32.0  # 64*T1
+    assert v.d == 32.0  # "> 32 s" for unreliable transports
+
+
+def test_derived_values_scale_with_t1() -> None:
+    v = TimerValues(t1=1.0, t2=8.0)
+    assert v.b == v.f == v.h == v.j == v.l == v.m == 64.0
+    assert v.d == 64.0
+    fast = TimerValues(t1=0.1)
+    assert fast.b == 6.4
+    assert fast.d == 32.0  # timer D never goes below 32 s
+
+
+def test_fire_due_runs_timers_in_deadline_order() -> None:
+    q = TimerQueue()
+    fired: list[tuple[str, float]] = []
+    q.arm(3.0, lambda now: fired.append(("c", now)))
+    q.arm(1.0, lambda now: fired.append(("a", now)))
+    q.arm(2.0, lambda now: fired.append(("b", now)))
+    assert len(q) == 3
+    assert q.next_deadline() == 1.0
+    assert q.fire_due(0.999) == 0
+    assert q.fire_due(2.0) == 2
+    assert fired == [("a", 2.0), ("b", 2.0)]  # the callback gets the time it was fired at
+    assert q.next_deadline() == 3.0 and len(q) == 1
+    assert q.fire_due(10.0) == 1
+    assert q.next_deadline() is None and len(q) == 0
+
+
+def test_equal_deadlines_fire_in_the_order_they_were_armed() -> None:
+    q = TimerQueue()
+    fired: list[int] = []
+    for i in range(5):
+        q.arm(1.0, lambda now, i=i: fired.append(i))
+    q.fire_due(1.0)
+    assert fired == [0, 1, 2, 3, 4]
+
+
+def test_cancelled_timers_never_fire_and_are_skipped() -> None:
+    q = TimerQueue()
+    fired: list[str] = []
+    first = q.arm(1.0, lambda now: fired.append("first"))
+    q.arm(2.0, lambda now: fired.append("second"))
+    assert isinstance(first, Timer) and first.active
+    first.cancel()
+    first.cancel()  # idempotent
+    assert not first.active
+    assert len(q) == 1
+    assert q.next_deadline() == 2.0
+    assert q.fire_due(5.0) == 1
+    assert fired == ["second"]
+
+
+def test_a_fired_timer_is_inactive_and_cancel_is_harmless() -> None:
+    q = TimerQueue()
+    timer = q.arm(1.0, lambda now: None)
+    q.fire_due(1.0)
+    assert not timer.active
+    timer.cancel()
+    assert q.fire_due(2.0) == 0
+
+
+def test_callbacks_may_arm_timers_that_fire_in_the_same_call() -> None:
+    q = TimerQueue()
+    fired: list[str] = []
+    q.arm(1.0, lambda now: (fired.append("first"), q.arm(5.0, lambda now: fired.append("due"))))
+    q.arm(2.0, lambda now: q.arm(now + 1.0, lambda now: fired.append("not yet")))
+    assert q.fire_due(10.0) == 3
+    assert fired == ["first", "due"]
+    assert q.next_deadline() == 11.0  # armed from the ``now`` the callback was given
+
+
+def test_callbacks_may_cancel_other_due_timers() -> None:
+    q = TimerQueue()
+    fired: list[str] = []
+    later = q.arm(1.0, lambda now: fired.append("later"))
+    q.arm(0.5, lambda now: later.cancel())
+    assert q.fire_due(1.0) == 1
+    assert fired == []
