@@ -1,0 +1,245 @@
+"""The tables: accounts and their API keys, numbers, calls and their legs.
+
+Typed SQLAlchemy 2 declarative models. The same models run on SQLite (the embedded default)
+and PostgreSQL: no dialect-specific types, every timestamp is a timezone-aware UTC
+``datetime`` (:class:`UTCDateTime`), and every constraint and index has a fixed name so
+the Alembic migrations in ``migrations/versions`` match the models on both databases
+(``tests/store/test_db.py`` checks that they do).
+
+Status words (``Call.status``, ``Leg.status``) are plain text here: the store keeps whatever
+the calls layer gives it and never spells one (DESIGN.md, Layers). The other small
+vocabularies (a number's kind, a call's service and state) are part of the contract and are
+enforced by CHECK constraints.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NUMBER_KINDS: Final = ("did", "bridge")
+SERVICES: Final = ("outbound", "click2call", "incoming")
+STATES: Final = ("queued", "dialing", "ringing", "answered", "completed")
+DEFAULT_STATUS_DIALECT: Final = "voiceplane"
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in and comes out as a timezone-aware UTC ``datetime``.
+
+    PostgreSQL stores it as ``timestamp with time zone``. SQLite has no such type, so the
+    value is stored as naive UTC text and given its UTC zone back when read. A naive
+    ``datetime`` is refused: its zone would be a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; use a UTC-aware one")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - the drivers give datetimes
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """``column IN ('a', 'b')`` for a CHECK constraint (plain SQL that every database reads)."""
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+# An integer primary key that is 64-bit on PostgreSQL and SQLite's rowid alias on SQLite.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Account(Base):
+    """A customer of the platform: its public SID is the first part of every API path."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    # Which status words the account's records and callbacks use.
+    status_dialect: Mapped[str] = mapped_column(Text, default=DEFAULT_STATUS_DIALECT)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", order_by="ApiKey.id"
+    )
+    numbers: Mapped[list[Number]] = relationship(back_populates="account", order_by="Number.e164")
+
+    def __repr__(self) -> str:
+        return f"Account(id={self.id!r}, sid={self.sid!r}, name={self.name!r})"
+
+
+class ApiKey(Base):
+    """One API key of an account: only its SHA-256 is kept, and a short prefix for display."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex digest
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    account: Mapped[Account] = relationship(back_populates="api_keys")
+
+    def __repr__(self) -> str:
+        return f"ApiKey(id={self.id!r}, account_id={self.account_id!r}, prefix={self.prefix!r})"
+
+
+class Number(Base):
+    """A telephone number of an account: a DID (incoming) or a bridge (caller ID for calls)."""
+
+    __tablename__ = "numbers"
+    __table_args__ = (
+        CheckConstraint(_in("kind", NUMBER_KINDS), name="kind"),
+        CheckConstraint("channels >= 0", name="channels"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    e164: Mapped[str] = mapped_column(Text, unique=True)
+    kind: Mapped[str] = mapped_column(Text)
+    channels: Mapped[int] = mapped_column(default=10)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="numbers")
+
+    def __repr__(self) -> str:
+        return f"Number(id={self.id!r}, e164={self.e164!r}, kind={self.kind!r})"
+
+
+class Call(Base):
+    """One call as users see it: the public record of DESIGN.md, Contract, plus the command.
+
+    ``id`` is the public call id. Times are UTC; ``start_time``, ``answer_time`` and
+    ``end_time`` are the call's as a whole, each leg keeps its own.
+    """
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        CheckConstraint(_in("service", SERVICES), name="service"),
+        CheckConstraint(_in("state", STATES), name="state"),
+        Index("ix_calls_account_id_created_at", "account_id", "created_at"),
+        Index("ix_calls_state", "state"),
+        Index("ix_calls_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    service: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, default="queued")
+    status: Mapped[str | None] = mapped_column(Text)
+    from_number: Mapped[str | None] = mapped_column(Text)
+    to_number: Mapped[str | None] = mapped_column(Text)
+    bridge: Mapped[str | None] = mapped_column(Text)
+    custom: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    dlr_url: Mapped[str | None] = mapped_column(Text)
+    ring_timeout: Mapped[int | None]  # seconds
+    scheduled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    start_time: Mapped[datetime | None]
+    answer_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    duration: Mapped[int] = mapped_column(default=0)  # seconds, start to end
+    billsec: Mapped[int] = mapped_column(default=0)  # seconds, answer to end
+    # For a status decided before any SIP was sent: the pre-dial rule that decided it.
+    decided_by_rule: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account] = relationship()
+    legs: Mapped[list[Leg]] = relationship(
+        back_populates="call",
+        cascade="all, delete-orphan",
+        order_by="Leg.leg",
+        lazy="selectin",
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"Call(id={self.id!r}, service={self.service!r}, state={self.state!r}, "
+            f"status={self.status!r})"
+        )
+
+
+class Leg(Base):
+    """One SIP leg of a call (click-to-call has two: the agent, then the customer)."""
+
+    __tablename__ = "legs"
+    __table_args__ = (
+        UniqueConstraint("call_id", "leg"),
+        Index("ix_legs_sip_call_id", "sip_call_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), ForeignKey("calls.id", ondelete="CASCADE"))
+    leg: Mapped[int]  # 1, 2, ...
+    number: Mapped[str] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+    sip_code: Mapped[int | None]
+    sip_reason: Mapped[str | None] = mapped_column(Text)
+    q850_cause: Mapped[int | None]
+    hangup_by: Mapped[str | None] = mapped_column(Text)
+    start_time: Mapped[datetime | None]
+    ring_time: Mapped[datetime | None]
+    answer_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    sip_call_id: Mapped[str | None] = mapped_column(Text)
+
+    call: Mapped[Call] = relationship(back_populates="legs")
+
+    def __repr__(self) -> str:
+        return f"Leg(call_id={self.call_id!r}, leg={self.leg!r}, status={self.status!r})"

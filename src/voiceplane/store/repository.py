@@ -1,0 +1,487 @@
+"""Queries and changes, as keyword-only functions over a :class:`~sqlalchemy.orm.Session`.
+
+The caller owns the transaction: these functions add, change and flush, never commit::
+
+    with factory.begin() as session:          # commits at the end, rolls back on error
+        account, api_key = create_account(session, name="Acme")
+
+Writes that the database may refuse (a number registered twice) run in a SAVEPOINT, so an
+:class:`~sqlalchemy.exc.IntegrityError` undoes that one write and leaves the rest of the
+caller's transaction usable. Arguments outside the contract's small vocabularies (a
+number's kind, a call's service or state) raise :class:`ValueError` before any SQL.
+
+Status words are stored as given: this module never spells one (DESIGN.md, Layers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Final, TypedDict, Unpack
+
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.orm import Session
+
+from voiceplane.store.models import (
+    DEFAULT_STATUS_DIALECT,
+    NUMBER_KINDS,
+    SERVICES,
+    STATES,
+    Account,
+    ApiKey,
+    Call,
+    Leg,
+    Number,
+    utcnow,
+)
+
+ACCOUNT_SID_PREFIX: Final = "VP"
+CALL_ID_PREFIX: Final = "VC"
+API_KEY_PREFIX: Final = "vpk_"
+API_KEY_DISPLAY_LENGTH: Final = len(API_KEY_PREFIX) + 8
+MAX_PAGE: Final = 1000
+
+# Compared against when the SID is unknown, so that case costs the same as a wrong key.
+_NO_KEY_HASH: Final = hashlib.sha256(b"voiceplane: no such key").hexdigest()
+
+
+# --- identifiers and keys --------------------------------------------------------------------
+
+
+def new_account_sid() -> str:
+    """A fresh public account SID: ``VP`` and 20 hex digits."""
+    return ACCOUNT_SID_PREFIX + secrets.token_hex(10)
+
+
+def new_call_id() -> str:
+    """A fresh public call id: ``VC``, the creation time in ms (12 hex), 20 random hex.
+
+    Ids sort by creation time, which keeps the primary-key index append-mostly.
+    """
+    return f"{CALL_ID_PREFIX}{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+def new_api_key() -> str:
+    """A fresh API key: ``vpk_`` and 32 random bytes, URL-safe base64 (47 characters)."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(api_key: str) -> str:
+    """What the store keeps of a key: its SHA-256, hex (the key has 256 random bits)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+# --- accounts and keys -----------------------------------------------------------------------
+
+
+def create_account(
+    session: Session, *, name: str, status_dialect: str = DEFAULT_STATUS_DIALECT
+) -> tuple[Account, str]:
+    """A new account with one API key; returns the account and the plain key (shown once)."""
+    account = Account(sid=new_account_sid(), name=name, status_dialect=status_dialect)
+    with session.begin_nested():
+        session.add(account)
+        session.flush()
+    _, api_key = add_api_key(session, account=account)
+    return account, api_key
+
+
+def add_api_key(session: Session, *, account: Account) -> tuple[ApiKey, str]:
+    """Another API key for ``account``; returns the row and the plain key (shown once)."""
+    plain = new_api_key()
+    row = ApiKey(prefix=plain[:API_KEY_DISPLAY_LENGTH], key_hash=hash_api_key(plain))
+    with session.begin_nested():
+        account.api_keys.append(row)
+        session.flush()
+    return row, plain
+
+
+def revoke_api_key(session: Session, *, api_key: ApiKey, now: datetime | None = None) -> None:
+    """Stop ``api_key`` from authenticating (from the end of the caller's transaction)."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = now or utcnow()
+        session.flush()
+
+
+def get_account(session: Session, *, sid: str) -> Account | None:
+    """The account with public SID ``sid``."""
+    return session.scalars(select(Account).where(Account.sid == sid)).one_or_none()
+
+
+def authenticate(session: Session, *, sid: str, api_key: str) -> Account | None:
+    """The account ``sid`` if ``api_key`` is one of its keys not revoked, else None.
+
+    The key's hash is compared with each active key's in constant time; an unknown SID
+    takes the same path as a wrong key.
+    """
+    if not sid or not api_key:
+        return None
+    account = get_account(session, sid=sid)
+    candidates = (
+        session.scalars(
+            select(ApiKey.key_hash).where(
+                ApiKey.account_id == account.id, ApiKey.revoked_at.is_(None)
+            )
+        ).all()
+        if account is not None
+        else []
+    )
+    digest = hash_api_key(api_key).encode("ascii")
+    matched = False
+    for stored in candidates or [_NO_KEY_HASH]:
+        matched |= hmac.compare_digest(digest, stored.encode("ascii"))
+    return account if matched and account is not None else None
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+def add_number(
+    session: Session, *, account: Account, e164: str, kind: str, channels: int = 10
+) -> Number:
+    """Register ``e164`` for ``account``; a number registered already raises IntegrityError."""
+    if kind not in NUMBER_KINDS:
+        raise ValueError(f"unknown number kind {kind!r}; expected one of {NUMBER_KINDS}")
+    if channels < 0:
+        raise ValueError(f"channels must not be negative, got {channels}")
+    number = Number(account_id=account.id, e164=e164, kind=kind, channels=channels)
+    with session.begin_nested():
+        session.add(number)
+        session.flush()
+    return number
+
+
+def get_number(session: Session, *, e164: str) -> Number | None:
+    """The registered number ``e164``, whichever account has it (incoming routing)."""
+    return session.scalars(select(Number).where(Number.e164 == e164)).one_or_none()
+
+
+def list_numbers(session: Session, *, account: Account, kind: str | None = None) -> list[Number]:
+    """The numbers of ``account``, by number."""
+    query = select(Number).where(Number.account_id == account.id).order_by(Number.e164)
+    if kind is not None:
+        query = query.where(Number.kind == kind)
+    return list(session.scalars(query))
+
+
+# --- calls -----------------------------------------------------------------------------------
+
+
+class CallChanges(TypedDict, total=False):
+    """What :func:`update_call` may change; a key given as None clears that field."""
+
+    state: str
+    status: str | None
+    reason: str | None
+    decided_by_rule: str | None
+    scheduled_at: datetime | None
+    start_time: datetime | None
+    answer_time: datetime | None
+    end_time: datetime | None
+    duration: int
+    billsec: int
+
+
+class LegChanges(TypedDict, total=False):
+    """What :func:`record_leg` may set and :func:`update_leg` may change."""
+
+    status: str | None
+    sip_code: int | None
+    sip_reason: str | None
+    q850_cause: int | None
+    hangup_by: str | None
+    start_time: datetime | None
+    ring_time: datetime | None
+    answer_time: datetime | None
+    end_time: datetime | None
+    sip_call_id: str | None
+
+
+def _check_state(state: str) -> None:
+    if state not in STATES:
+        raise ValueError(f"unknown call state {state!r}; expected one of {STATES}")
+
+
+def create_call(
+    session: Session,
+    *,
+    account: Account,
+    service: str,
+    to_number: str | None = None,
+    from_number: str | None = None,
+    bridge: str | None = None,
+    custom: str | None = None,
+    callback_url: str | None = None,
+    dlr_url: str | None = None,
+    ring_timeout: int | None = None,
+    scheduled_at: datetime | None = None,
+    state: str = "queued",
+    status: str | None = None,
+    reason: str | None = None,
+    decided_by_rule: str | None = None,
+    now: datetime | None = None,
+) -> Call:
+    """A new call of ``account`` with a fresh public id (:func:`new_call_id`).
+
+    A call refused before dialing can be created completed at once: give ``state``,
+    ``status``, ``reason`` and ``decided_by_rule``.
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
+    _check_state(state)
+    created = now or utcnow()
+    call = Call(
+        id=new_call_id(),
+        account_id=account.id,
+        service=service,
+        state=state,
+        status=status,
+        from_number=from_number,
+        to_number=to_number,
+        bridge=bridge,
+        custom=custom,
+        reason=reason,
+        callback_url=callback_url,
+        dlr_url=dlr_url,
+        ring_timeout=ring_timeout,
+        scheduled_at=scheduled_at,
+        decided_by_rule=decided_by_rule,
+        created_at=created,
+        updated_at=created,
+        legs=[],
+    )
+    session.add(call)
+    session.flush()
+    return call
+
+
+def get_call(session: Session, *, account: Account, call_id: str) -> Call | None:
+    """The call ``call_id`` if it belongs to ``account``; another account's call is None."""
+    return session.scalars(
+        select(Call).where(Call.id == call_id, Call.account_id == account.id)
+    ).one_or_none()
+
+
+def find_call(session: Session, *, call_id: str) -> Call | None:
+    """The call ``call_id`` of any account: for the engine, never for an API answer."""
+    return session.get(Call, call_id)
+
+
+def _call_filters(
+    *,
+    account: Account,
+    service: str | None,
+    state: str | None,
+    status: str | None,
+    number: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Call.account_id == account.id]
+    if service is not None:
+        conditions.append(Call.service == service)
+    if state is not None:
+        conditions.append(Call.state == state)
+    if status is not None:
+        conditions.append(Call.status == status)
+    if number is not None:
+        conditions.append(
+            or_(Call.to_number == number, Call.from_number == number, Call.bridge == number)
+        )
+    if created_from is not None:
+        conditions.append(Call.created_at >= created_from)
+    if created_to is not None:
+        conditions.append(Call.created_at < created_to)
+    return conditions
+
+
+def list_calls(
+    session: Session,
+    *,
+    account: Account,
+    limit: int = 50,
+    offset: int = 0,
+    service: str | None = None,
+    state: str | None = None,
+    status: str | None = None,
+    number: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> list[Call]:
+    """The calls of ``account``, newest first, with their legs.
+
+    Filters are ANDed: ``number`` matches the to, from or bridge number; ``created_from``
+    is inclusive and ``created_to`` exclusive. ``limit`` is 1 to 1000.
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, got {offset}")
+    conditions = _call_filters(
+        account=account,
+        service=service,
+        state=state,
+        status=status,
+        number=number,
+        created_from=created_from,
+        created_to=created_to,
+    )
+    query = (
+        select(Call)
+        .where(*conditions)
+        .order_by(Call.created_at.desc(), Call.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(query))
+
+
+def count_calls(
+    session: Session,
+    *,
+    account: Account,
+    service: str | None = None,
+    state: str | None = None,
+    status: str | None = None,
+    number: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> int:
+    """How many calls :func:`list_calls` would page through with the same filters."""
+    conditions = _call_filters(
+        account=account,
+        service=service,
+        state=state,
+        status=status,
+        number=number,
+        created_from=created_from,
+        created_to=created_to,
+    )
+    return session.scalar(select(func.count()).select_from(Call).where(*conditions)) or 0
+
+
+def calls_in_states(session: Session, states: Iterable[str]) -> list[Call]:
+    """Every call, of any account, in one of ``states``, oldest first (restart recovery)."""
+    wanted = list(states)
+    for state in wanted:
+        _check_state(state)
+    if not wanted:
+        return []
+    query = select(Call).where(Call.state.in_(wanted)).order_by(Call.created_at, Call.id)
+    return list(session.scalars(query))
+
+
+def due_calls(session: Session, *, now: datetime, limit: int = 100) -> list[Call]:
+    """Queued calls whose time has come (no ``scheduled_at``, or not after ``now``).
+
+    Oldest first. On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` until the
+    caller's transaction ends, so several engines can take work from one queue; move them
+    out of ``queued`` in the same transaction. SQLite has one writer at a time anyway.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    due_at = func.coalesce(Call.scheduled_at, Call.created_at)
+    query = (
+        select(Call)
+        .where(Call.state == "queued")
+        .where(or_(Call.scheduled_at.is_(None), Call.scheduled_at <= now))
+        .order_by(due_at, Call.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(query))
+
+
+def update_call(session: Session, *, call: Call, **changes: Unpack[CallChanges]) -> Call:
+    """Change the fields named in ``changes`` (``updated_at`` follows) and flush."""
+    if "state" in changes:
+        _check_state(changes["state"])
+    for field, value in changes.items():
+        setattr(call, field, value)
+    session.flush()
+    return call
+
+
+def record_leg(
+    session: Session, *, call: Call, leg: int, number: str, **fields: Unpack[LegChanges]
+) -> Leg:
+    """Add leg number ``leg`` (1, 2, ...) to ``call``; a leg number used twice is refused."""
+    if leg < 1:
+        raise ValueError(f"leg numbers start at 1, got {leg}")
+    row = Leg(leg=leg, number=number, **fields)
+    with session.begin_nested():
+        call.legs.append(row)
+        session.flush()
+    return row
+
+
+def get_leg(call: Call, leg: int) -> Leg | None:
+    """Leg number ``leg`` of ``call``, if it was recorded."""
+    return next((row for row in call.legs if row.leg == leg), None)
+
+
+def find_leg_by_sip_call_id(session: Session, *, sip_call_id: str) -> Leg | None:
+    """The leg whose SIP dialog has Call-ID ``sip_call_id`` (the newest, if reused)."""
+    query = select(Leg).where(Leg.sip_call_id == sip_call_id).order_by(Leg.id.desc()).limit(1)
+    return session.scalars(query).first()
+
+
+def update_leg(session: Session, *, leg: Leg, **changes: Unpack[LegChanges]) -> Leg:
+    """Change the fields named in ``changes`` and flush."""
+    for field, value in changes.items():
+        setattr(leg, field, value)
+    session.flush()
+    return leg
+
+
+# --- the call record -------------------------------------------------------------------------
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """``2025-01-31T09:30:00.250Z``: UTC, milliseconds, ``Z``; None stays None."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def leg_record(leg: Leg) -> dict[str, object]:
+    """One entry of a call record's ``legs``."""
+    return {
+        "leg": leg.leg,
+        "number": leg.number,
+        "status": leg.status,
+        "sip_code": leg.sip_code,
+        "sip_reason": leg.sip_reason,
+        "q850_cause": leg.q850_cause,
+        "hangup_by": leg.hangup_by,
+        "start_time": iso_utc(leg.start_time),
+        "ring_time": iso_utc(leg.ring_time),
+        "answer_time": iso_utc(leg.answer_time),
+        "end_time": iso_utc(leg.end_time),
+    }
+
+
+def call_record(call: Call) -> dict[str, object]:
+    """The call record of DESIGN.md, Contract: exactly its keys, times in UTC with ``Z``."""
+    return {
+        "id": call.id,
+        "service": call.service,
+        "state": call.state,
+        "status": call.status,
+        "from": call.from_number,
+        "to": call.to_number,
+        "bridge": call.bridge,
+        "custom": call.custom,
+        "reason": call.reason,
+        "created_at": iso_utc(call.created_at),
+        "start_time": iso_utc(call.start_time),
+        "answer_time": iso_utc(call.answer_time),
+        "end_time": iso_utc(call.end_time),
+        "duration": call.duration,
+        "billsec": call.billsec,
+        "legs": [leg_record(leg) for leg in sorted(call.legs, key=lambda leg: leg.leg)],
+    }

@@ -1,0 +1,189 @@
+"""Engines and migrations: a fresh SQLite file, idempotent upgrades, pragmas, durability."""
+
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from voiceplane.config import Config
+from voiceplane.store import repository
+from voiceplane.store.db import (
+    create_engine_for,
+    current_revision,
+    head_revision,
+    migrate,
+    migration_sql,
+    normalize_url,
+    session_factory,
+)
+from voiceplane.store.models import Account, Base, Call, Number
+
+TABLES = {"accounts", "api_keys", "numbers", "calls", "legs", "alembic_version"}
+
+
+def test_migrate_creates_a_fresh_sqlite_file_and_its_directory(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "voiceplane.db"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    assert path.is_file()
+    engine = create_engine_for(url)
+    try:
+        assert set(inspect(engine).get_table_names()) == TABLES
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_migrate_works_on_the_configured_default_url(tmp_path: Path) -> None:
+    config = Config.model_validate({"data": {"dir": str(tmp_path / "voiceplane-data")}})
+    migrate(config.effective_store_url)
+    assert (tmp_path / "voiceplane-data" / "voiceplane.db").is_file()
+
+
+def test_migration_is_idempotent_and_keeps_data(db_url: str) -> None:
+    migrate(db_url)
+    engine = create_engine_for(db_url)
+    try:
+        with session_factory(engine).begin() as session:
+            account, _key = repository.create_account(session, name="Acme")
+            sid = account.sid
+        migrate(db_url)  # a second run is a no-op
+        assert current_revision(engine) == head_revision()
+        with session_factory(engine)() as session:
+            assert repository.get_account(session, sid=sid) is not None
+    finally:
+        engine.dispose()
+
+
+def test_a_never_migrated_database_has_no_revision(tmp_path: Path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert current_revision(engine) is None
+    finally:
+        engine.dispose()
+
+
+def test_models_and_migrations_describe_the_same_schema(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_sqlite_connections_are_configured(engine: Engine) -> None:
+    with engine.connect() as connection:
+        pragma = connection.exec_driver_sql
+        assert pragma("PRAGMA journal_mode").scalar() == "wal"
+        assert pragma("PRAGMA foreign_keys").scalar() == 1
+        assert pragma("PRAGMA busy_timeout").scalar() == 10_000
+        assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_foreign_keys_are_enforced(factory: sessionmaker[Session]) -> None:
+    with pytest.raises(IntegrityError), factory.begin() as session:
+        session.add(Number(account_id=12345, e164="+15550100", kind="did", channels=1))
+        session.flush()
+
+
+def test_check_constraints_refuse_unknown_vocabulary(factory: sessionmaker[Session]) -> None:
+    with factory.begin() as session:
+        account, _key = repository.create_account(session, name="Acme")
+    with pytest.raises(IntegrityError), factory.begin() as session:
+        session.add(Call(id="VCx", account_id=account.id, service="fax", state="queued"))
+        session.flush()
+
+
+def test_timestamps_are_utc_aware_and_naive_ones_are_refused(
+    factory: sessionmaker[Session],
+) -> None:
+    with factory.begin() as session:
+        account, _key = repository.create_account(session, name="Acme")
+        account_id = account.id
+    with factory() as session:
+        created = session.scalars(select(Account.created_at)).one()
+        assert created.tzinfo is UTC
+    with pytest.raises(StatementError, match="naive datetime"), factory.begin() as session:
+        stored = session.get_one(Account, account_id)
+        stored.created_at = datetime(2025, 1, 1, 12, 0)
+        session.flush()
+
+
+def test_concurrent_read_then_write_transactions_do_not_fail(
+    factory: sessionmaker[Session],
+) -> None:
+    """BEGIN IMMEDIATE: writers queue on the lock instead of failing with "database is locked"."""
+    with factory.begin() as session:
+        account, _key = repository.create_account(session, name="Acme")
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            for step in range(10):
+                with factory.begin() as session:
+                    repository.count_calls(session, account=account)  # read first
+                    repository.create_call(
+                        session, account=account, service="outbound", to_number=f"{index}-{step}"
+                    )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with factory() as session:
+        assert repository.count_calls(session, account=account) == 40
+
+
+def test_a_committed_call_survives_a_killed_process(db_url: str) -> None:
+    """The writer commits and dies with SIGKILL (no clean shutdown); the call is there."""
+    migrate(db_url)
+    script = f"""
+import os, signal
+from voiceplane.store import repository
+from voiceplane.store.db import create_engine_for, session_factory
+engine = create_engine_for({db_url!r})
+with session_factory(engine).begin() as session:
+    account, _ = repository.create_account(session, name="Acme")
+    call = repository.create_call(session, account=account, service="outbound", to_number="+1")
+print(call.id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -9, done.stderr
+    call_id = done.stdout.strip()
+    engine = create_engine_for(db_url)
+    try:
+        with session_factory(engine)() as session:
+            call = repository.find_call(session, call_id=call_id)
+            assert call is not None
+            assert call.to_number == "+1"
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_urls_use_psycopg_3() -> None:
+    assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_the_migration_renders_for_postgresql_without_a_server() -> None:
+    sql = migration_sql("postgresql://user:p%40ss@db.invalid/voiceplane")
+    for table in ("accounts", "api_keys", "numbers", "calls", "legs"):
+        assert f"CREATE TABLE {table} (" in sql
+    assert "TIMESTAMP WITH TIME ZONE" in sql
+    assert "BIGSERIAL" in sql  # legs.id is 64-bit there
+    assert f"INSERT INTO alembic_version (version_num) VALUES ('{head_revision()}')" in sql
