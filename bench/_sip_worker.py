@@ -94,8 +94,12 @@ async def run_uac(target: int, transport: str, rate: float, seconds: float) -> d
     result = {"ok": ok, "failed": failed + (total - ok - failed), "offered": total,
               "send_seconds": send_wall, "retransmissions": ua.endpoint.retransmissions,
               "cpu": cpu, "wall": wall}  # fmt: skip
+    print(json.dumps(result), flush=True)
+    # Keep the connections open until SIPp has finished its last call's timewait: closing a
+    # TCP connection under it makes SIPp count that call as failed (FailedTcpClosed).
+    await loop.run_in_executor(None, sys.stdin.read)
     await ua.stop()
-    return result
+    return {}
 
 
 def main() -> None:
@@ -114,9 +118,9 @@ def main() -> None:
         runner = asyncio.run
     if args.role == "uas":
         result = runner(run_uas(args.port, args.transport, args.seconds))
+        print(json.dumps(result), flush=True)
     else:
-        result = runner(run_uac(args.port, args.transport, args.rate, args.seconds))
-    print(json.dumps(result), flush=True)
+        runner(run_uac(args.port, args.transport, args.rate, args.seconds))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def sipp_stats(path: Path) -> tuple[int, int, int]:
 
 def sipp(args: list[str], workdir: Path, timeout: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        ["sipp", *args, "-nostdin", "-trace_stat", "-stf", str(workdir / "stat.csv")],
+        # SIPp's default 64 KiB socket buffer drops datagrams past a few thousand calls/s.
+        ["sipp", *args, "-nostdin", "-buff_size", str(4 << 20),
+         "-trace_stat", "-stf", str(workdir / "stat.csv")],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -108,17 +110,20 @@ def step_from_voiceplane(rate: int, seconds: float, transport: str) -> Step:
             work, seconds * 3 + 30,
         )  # fmt: skip
         time.sleep(0.5)  # SIPp binds before it reads its scenario
-        out = subprocess.run(
+        worker = subprocess.Popen(
             [PYTHON, str(HERE / "_sip_worker.py"), "uac", "--port", str(port),
              "--transport", transport, "--rate", str(rate), "--seconds", str(seconds)],
-            capture_output=True, text=True, check=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert worker.stdout is not None and worker.stdin is not None
+        result = json.loads(worker.stdout.readline())
         try:
             callee.wait(timeout=10)
         except subprocess.TimeoutExpired:
             callee.kill()
             callee.wait()
+        worker.stdin.close()  # SIPp is done: the worker may close its connections now
+        worker.wait()
         ok, failed, retrans = sipp_stats(work / "stat.csv")
     return Step(rate, int(result["ok"]), int(result["failed"]) + failed,
                 retrans + int(result["retransmissions"]),
