@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .addressing import Address, address_of_uri, next_hop
 from .dialog import Dialog, DialogId
@@ -38,7 +39,7 @@ from .transaction import (
 )
 from .uri import SipUri
 
-if False:  # pragma: no cover - typing only, avoids an import cycle at run time
+if TYPE_CHECKING:
     from .digest import Credentials
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
@@ -188,9 +189,11 @@ class SipEndpoint:
     ) -> OutgoingLeg:
         """Place a call. ``destination`` is the next hop (the trunk); by default the URI's host."""
         uri = request_uri or to_uri
+        if display_name and '"' in display_name:
+            raise ValueError(f"quote in the display name: {display_name!r}")
         for value in (to_uri, from_uri, uri, display_name or "", *(v for _, v in extra_headers)):
-            if "\r" in value or "\n" in value or '"' in (display_name or ""):
-                raise ValueError(f"line break or quote in a header value: {value!r}")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"line break in a header value: {value!r}")
         if destination is None:
             destination = address_of_uri(SipUri.parse(uri))
         transport = destination.transport

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .addressing import Address
+from .errors import LocalProtocolError
 from .headers import Via
 from .message import Headers, Request, Response
 from .timers import Timer, TimerQueue, TimerValues
@@ -455,8 +456,6 @@ Transaction = ClientTransaction | ServerTransaction
 
 
 def raise_illegal(tx: _Transaction, event: TxInput) -> None:
-    from .errors import LocalProtocolError
-
     raise LocalProtocolError(
         f"{tx.kind} transaction cannot take a {event.value} response in state {tx.state.value}"
     )
