@@ -198,13 +198,19 @@ class Call(Base):
     billsec: Mapped[int] = mapped_column(default=0)  # seconds, answer to end
     # For a status decided before any SIP was sent: the pre-dial rule that decided it.
     decided_by_rule: Mapped[str | None] = mapped_column(Text)
+    # The command, kept so that the engine can carry it out after a restart.
+    target: Mapped[str | None] = mapped_column(Text)  # TTS text or an audio file to play
+    retry: Mapped[int] = mapped_column(default=0, server_default="0")  # extra attempts allowed
+    retry_interval: Mapped[int] = mapped_column(default=60, server_default="60")  # seconds
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # attempts started
+    cancel_requested_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     account: Mapped[Account] = relationship()
     legs: Mapped[list[Leg]] = relationship(
         back_populates="call",
         cascade="all, delete-orphan",
-        order_by="Leg.leg",
+        order_by="Leg.seq",
         lazy="selectin",
     )
 
@@ -216,17 +222,22 @@ class Call(Base):
 
 
 class Leg(Base):
-    """One SIP leg of a call (click-to-call has two: the agent, then the customer)."""
+    """One SIP leg of a call (click-to-call has two: the agent, then the customer).
+
+    A leg number can be tried more than once (parallel ringing, retries): each try is a row,
+    and ``seq`` orders the rows of one call.
+    """
 
     __tablename__ = "legs"
     __table_args__ = (
-        UniqueConstraint("call_id", "leg"),
+        UniqueConstraint("call_id", "seq"),
         Index("ix_legs_sip_call_id", "sip_call_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     call_id: Mapped[str] = mapped_column(String(64), ForeignKey("calls.id", ondelete="CASCADE"))
-    leg: Mapped[int]  # 1, 2, ...
+    leg: Mapped[int]  # 1 = the first party dialled, 2 = the second
+    seq: Mapped[int] = mapped_column(default=0, server_default="0")  # order within the call
     number: Mapped[str] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(Text)
     sip_code: Mapped[int | None]

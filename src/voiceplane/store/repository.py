@@ -184,6 +184,8 @@ class CallChanges(TypedDict, total=False):
     end_time: datetime | None
     duration: int
     billsec: int
+    attempts: int
+    cancel_requested_at: datetime | None
 
 
 class LegChanges(TypedDict, total=False):
@@ -219,6 +221,9 @@ def create_call(
     dlr_url: str | None = None,
     ring_timeout: int | None = None,
     scheduled_at: datetime | None = None,
+    target: str | None = None,
+    retry: int = 0,
+    retry_interval: int = 60,
     state: str = "queued",
     status: str | None = None,
     reason: str | None = None,
@@ -249,6 +254,10 @@ def create_call(
         dlr_url=dlr_url,
         ring_timeout=ring_timeout,
         scheduled_at=scheduled_at,
+        target=target,
+        retry=retry,
+        retry_interval=retry_interval,
+        attempts=0,
         decided_by_rule=decided_by_rule,
         created_at=created,
         updated_at=created,
@@ -409,10 +418,11 @@ def update_call(session: Session, *, call: Call, **changes: Unpack[CallChanges])
 def record_leg(
     session: Session, *, call: Call, leg: int, number: str, **fields: Unpack[LegChanges]
 ) -> Leg:
-    """Add leg number ``leg`` (1, 2, ...) to ``call``; a leg number used twice is refused."""
+    """Add a try of leg number ``leg`` (1, 2, ...) to ``call``, after the rows it has."""
     if leg < 1:
         raise ValueError(f"leg numbers start at 1, got {leg}")
-    row = Leg(leg=leg, number=number, **fields)
+    seq = max((row.seq for row in call.legs), default=0) + 1
+    row = Leg(leg=leg, seq=seq, number=number, **fields)
     with session.begin_nested():
         call.legs.append(row)
         session.flush()
@@ -420,8 +430,8 @@ def record_leg(
 
 
 def get_leg(call: Call, leg: int) -> Leg | None:
-    """Leg number ``leg`` of ``call``, if it was recorded."""
-    return next((row for row in call.legs if row.leg == leg), None)
+    """The latest try of leg number ``leg`` of ``call``, if one was recorded."""
+    return next((row for row in reversed(call.legs) if row.leg == leg), None)
 
 
 def find_leg_by_sip_call_id(session: Session, *, sip_call_id: str) -> Leg | None:
@@ -483,5 +493,5 @@ def call_record(call: Call) -> dict[str, object]:
         "end_time": iso_utc(call.end_time),
         "duration": call.duration,
         "billsec": call.billsec,
-        "legs": [leg_record(leg) for leg in sorted(call.legs, key=lambda leg: leg.leg)],
+        "legs": [leg_record(leg) for leg in sorted(call.legs, key=lambda leg: leg.seq)],
     }
