@@ -1,0 +1,107 @@
+"""What the call engine writes: plain snapshots of a call in progress, stored by upsert.
+
+The engine keeps each live call in memory and hands the store a frozen snapshot whenever
+something users can see changed (state, a leg's times, the final status). A snapshot holds
+the whole call, so a newer one can replace an older one that is still waiting to be written
+(see :mod:`voiceplane.store.writer`), and writing it twice changes nothing.
+
+Plain SQL (SQLAlchemy Core) rather than the ORM: this is the engine's hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from .models import Call, Leg, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class LegProgress:
+    """One try of a leg, keyed by its ``seq`` within the call."""
+
+    seq: int
+    leg: int
+    number: str
+    status: str | None = None
+    sip_code: int | None = None
+    sip_reason: str | None = None
+    q850_cause: int | None = None
+    hangup_by: str | None = None
+    start_time: datetime | None = None
+    ring_time: datetime | None = None
+    answer_time: datetime | None = None
+    end_time: datetime | None = None
+    sip_call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallProgress:
+    """The engine-owned fields of a call and all its legs, as they are now."""
+
+    call_id: str
+    state: str
+    status: str | None
+    reason: str | None
+    start_time: datetime | None
+    answer_time: datetime | None
+    end_time: datetime | None
+    duration: int
+    billsec: int
+    attempts: int
+    scheduled_at: datetime | None
+    legs: tuple[LegProgress, ...] = ()
+
+
+_CALL_FIELDS = (
+    "state",
+    "status",
+    "reason",
+    "start_time",
+    "answer_time",
+    "end_time",
+    "duration",
+    "billsec",
+    "attempts",
+    "scheduled_at",
+)
+
+
+def save_progress(session: Session, progress: CallProgress) -> None:
+    """Store ``progress``: update the call, insert or update each of its legs."""
+    save_many(session, [progress])
+
+
+def save_many(session: Session, snapshots: Sequence[CallProgress]) -> None:
+    """Store several snapshots with one statement per table."""
+    if not snapshots:
+        return
+    now = utcnow()
+    call_rows = [
+        {"id": snap.call_id, "updated_at": now}
+        | {name: getattr(snap, name) for name in _CALL_FIELDS}
+        for snap in snapshots
+    ]
+    session.execute(update(Call), call_rows)
+    leg_rows = [
+        asdict(leg) | {"call_id": snap.call_id} for snap in snapshots for leg in snap.legs
+    ]
+    if not leg_rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(Leg.__table__)  # type: ignore[arg-type]
+    changing = {
+        name: statement.excluded[name]
+        for name in LegProgress.__dataclass_fields__
+        if name not in ("seq",)
+    }
+    session.execute(
+        statement.on_conflict_do_update(index_elements=["call_id", "seq"], set_=changing),
+        leg_rows,
+    )

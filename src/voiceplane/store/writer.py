@@ -1,0 +1,148 @@
+"""Group commit: one thread applies the engine's writes in batches, one transaction each.
+
+The engine changes hundreds of calls a second. Committing each change on its own would cost
+an fsync apiece on SQLite (``synchronous=FULL``) and a round trip apiece on PostgreSQL, so
+writes queue here and everything pending when the thread comes round is applied in one
+transaction. A job submitted with a ``key`` replaces a pending job with the same key: a
+newer snapshot of a call makes the older one pointless, and both waiters learn when the
+newer one is stored.
+
+Each job's future resolves only after its transaction committed, so a caller that awaits it
+knows the data is durable (a callback is sent only after the status it reports is stored).
+If a batch fails, it is rolled back and its jobs are retried one per transaction, so one bad
+job fails alone and the others still land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+Job = Callable[[Session], Any]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    job: Job
+    waiters: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
+class WriterStopped(RuntimeError):
+    """A job was submitted to a writer that has stopped."""
+
+
+class StoreWriter:
+    """Applies submitted jobs in a background thread, many per transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 500) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be positive, got {max_batch}")
+        self._sessions = sessions
+        self._max_batch = max_batch
+        self._lock = threading.Condition()
+        self._order: list[object] = []  # keys in submission order; anonymous jobs get a token
+        self._pending: dict[object, _Pending] = {}
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Apply everything already submitted, then end the thread."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    def submit(self, job: Callable[[Session], T], *, key: object = None) -> asyncio.Future[T]:
+        """Queue ``job(session)``; the future resolves once its transaction committed."""
+        loop = self._loop
+        if loop is None:
+            raise WriterStopped("the store writer is not started")
+        waiter: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._stopping:
+                raise WriterStopped("the store writer is stopping")
+            token: object = key if key is not None else object()
+            pending = self._pending.get(token)
+            if pending is None:
+                self._pending[token] = _Pending(job, [waiter])
+                self._order.append(token)
+                self._lock.notify()
+            else:
+                pending.job = job
+                pending.waiters.append(waiter)
+        return waiter
+
+    @property
+    def backlog(self) -> int:
+        with self._lock:
+            return len(self._order)
+
+    # --- the thread ----------------------------------------------------------------------------
+
+    def _take(self) -> list[_Pending] | None:
+        with self._lock:
+            while not self._order and not self._stopping:
+                self._lock.wait()
+            if not self._order:
+                return None
+            tokens = self._order[: self._max_batch]
+            del self._order[: self._max_batch]
+            return [self._pending.pop(token) for token in tokens]
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            self.batches += 1
+            self.jobs += len(batch)
+            try:
+                with self._sessions.begin() as session:
+                    results = [item.job(session) for item in batch]
+            except Exception:
+                log.warning("a batch of %d store writes failed; retrying one by one", len(batch))
+                for item in batch:
+                    self._run_alone(item)
+                continue
+            for item, result in zip(batch, results, strict=True):
+                self._resolve(item, result, None)
+
+    def _run_alone(self, item: _Pending) -> None:
+        try:
+            with self._sessions.begin() as session:
+                result = item.job(session)
+        except Exception as error:  # handed to the waiter, which decides
+            self._resolve(item, None, error)
+        else:
+            self._resolve(item, result, None)
+
+    def _resolve(self, item: _Pending, result: object, error: BaseException | None) -> None:
+        loop = self._loop
+        assert loop is not None
+        for waiter in item.waiters:
+            loop.call_soon_threadsafe(_settle, waiter, result, error)
+
+
+def _settle(waiter: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if waiter.done():  # the awaiting task was cancelled
+        return
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(result)

@@ -1,0 +1,115 @@
+"""Claiming due calls, cancel requests, interrupted calls and progress snapshots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from voiceplane.store import repository as repo
+from voiceplane.store.models import Account
+from voiceplane.store.progress import CallProgress, LegProgress, save_many, save_progress
+from voiceplane.store.queue import cancel_requested, claim_due, interrupted, split_numbers
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def _account(factory: sessionmaker[Session]) -> int:
+    with factory.begin() as session:
+        account, _key = repo.create_account(session, name="acme")
+        return account.id
+
+
+def _call(factory: sessionmaker[Session], **fields: object) -> str:
+    with factory.begin() as session:
+        account = session.get(Account, fields.pop("account_id"))
+        assert account is not None
+        call = repo.create_call(session, account=account, **fields)  # type: ignore[arg-type]
+        return call.id
+
+
+def test_split_numbers_reads_the_stored_lists() -> None:
+    assert split_numbers("+911,+912") == ("+911", "+912")
+    assert split_numbers(" +911 ,, ") == ("+911",)
+    assert split_numbers(None) == () and split_numbers("") == ()
+
+
+def test_claim_moves_due_calls_to_dialing_once(factory: sessionmaker[Session]) -> None:
+    account_id = _account(factory)
+    due = _call(
+        factory, account_id=account_id, service="click2call", from_number="+911,+912",
+        to_number="+913", bridge="+914", ring_timeout=20, retry=2, retry_interval=5,
+        now=NOW - timedelta(seconds=5),
+    )  # fmt: skip
+    later = _call(
+        factory, account_id=account_id, service="outbound", to_number="+915",
+        scheduled_at=NOW + timedelta(minutes=5), target="hello",
+    )  # fmt: skip
+    with factory.begin() as session:
+        commands = claim_due(session, now=NOW, limit=10)
+    assert [command.call_id for command in commands] == [due]
+    command = commands[0]
+    assert command.from_numbers == ("+911", "+912") and command.to_numbers == ("+913",)
+    assert (command.bridge, command.ring_timeout, command.retry) == ("+914", 20, 2)
+    assert command.attempts == 1 and command.start_time == NOW
+    assert not command.cancel_requested
+    with factory.begin() as session:
+        assert claim_due(session, now=NOW, limit=10) == []  # taken once only
+        call = repo.find_call(session, call_id=due)
+        assert call is not None and call.state == "dialing" and call.attempts == 1
+        later_call = repo.find_call(session, call_id=later)
+        assert later_call is not None and later_call.state == "queued"
+
+
+def test_progress_snapshots_update_the_call_and_upsert_legs(
+    factory: sessionmaker[Session],
+) -> None:
+    account_id = _account(factory)
+    call_id = _call(factory, account_id=account_id, service="outbound", to_number="+915")
+    leg = LegProgress(seq=1, leg=1, number="+915", start_time=NOW, sip_call_id="x@h")
+    snapshot = CallProgress(
+        call_id=call_id, state="ringing", status=None, reason=None, start_time=NOW,
+        answer_time=None, end_time=None, duration=0, billsec=0, attempts=1,
+        scheduled_at=None, legs=(leg,),
+    )  # fmt: skip
+    with factory.begin() as session:
+        save_progress(session, snapshot)
+    ended = LegProgress(
+        seq=1, leg=1, number="+915", status="BUSY", sip_code=486, sip_reason="Busy Here",
+        q850_cause=17, hangup_by="callee", start_time=NOW, end_time=NOW + timedelta(seconds=3),
+        sip_call_id="x@h",
+    )  # fmt: skip
+    final = CallProgress(
+        call_id=call_id, state="completed", status="BUSY", reason="busy", start_time=NOW,
+        answer_time=None, end_time=NOW + timedelta(seconds=3), duration=3, billsec=0,
+        attempts=1, scheduled_at=None, legs=(ended,),
+    )  # fmt: skip
+    with factory.begin() as session:
+        save_many(session, [final, final])  # writing it twice changes nothing
+    with factory() as session:
+        call = repo.find_call(session, call_id=call_id)
+        assert call is not None
+        record = repo.call_record(call)
+    assert record["state"] == "completed" and record["status"] == "BUSY"
+    assert record["duration"] == 3
+    legs = record["legs"]
+    assert isinstance(legs, list) and len(legs) == 1
+    assert legs[0]["sip_code"] == 486 and legs[0]["q850_cause"] == 17
+    assert legs[0]["hangup_by"] == "callee"
+
+
+def test_cancel_requests_and_interrupted_calls_are_found(
+    factory: sessionmaker[Session],
+) -> None:
+    account_id = _account(factory)
+    first = _call(factory, account_id=account_id, service="outbound", to_number="+915")
+    second = _call(factory, account_id=account_id, service="outbound", to_number="+916")
+    with factory.begin() as session:
+        claim_due(session, now=NOW, limit=10)
+        call = repo.find_call(session, call_id=second)
+        assert call is not None
+        repo.update_call(session, call=call, cancel_requested_at=NOW)
+    with factory() as session:
+        assert cancel_requested(session, [first, second]) == {second}
+        assert cancel_requested(session, []) == set()
+        assert sorted(snap.call_id for snap in interrupted(session)) == sorted([first, second])

@@ -1,0 +1,110 @@
+"""The group-commit writer: batches, replaced snapshots, failures that stay alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from voiceplane.store import repository as repo
+from voiceplane.store.models import Account
+from voiceplane.store.writer import StoreWriter, WriterStopped
+
+
+def _add_account(name: str) -> object:
+    def job(session: Session) -> str:
+        account, _key = repo.create_account(session, name=name)
+        return account.sid
+
+    return job
+
+
+def _names(factory: sessionmaker[Session]) -> list[str]:
+    with factory() as session:
+        return sorted(session.scalars(select(Account.name)))
+
+
+async def test_jobs_submitted_together_commit_in_one_batch(
+    factory: sessionmaker[Session],
+) -> None:
+    writer = StoreWriter(factory)
+    writer.start()
+    try:
+        sids = await asyncio.gather(*(writer.submit(_add_account(f"a{i}")) for i in range(50)))
+    finally:
+        await writer.stop()
+    assert len(set(sids)) == 50
+    assert _names(factory) == sorted(f"a{i}" for i in range(50))
+    assert writer.jobs == 50
+    assert writer.batches < 50  # they did not each get a transaction
+
+
+async def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_lands(
+    factory: sessionmaker[Session],
+) -> None:
+    def broken(session: Session) -> None:
+        repo.create_account(session, name="doomed")
+        raise ValueError("bad job")
+
+    writer = StoreWriter(factory)
+    writer.start()
+    try:
+        good = [writer.submit(_add_account(f"ok{i}")) for i in range(5)]
+        bad = writer.submit(broken)
+        more = [writer.submit(_add_account(f"late{i}")) for i in range(5)]
+        results = await asyncio.gather(*good, bad, *more, return_exceptions=True)
+    finally:
+        await writer.stop()
+    errors = [result for result in results if isinstance(result, BaseException)]
+    assert len(errors) == 1 and str(errors[0]) == "bad job"
+    assert "doomed" not in _names(factory)  # its own changes were rolled back
+    assert len(_names(factory)) == 10
+
+
+async def test_a_newer_job_with_the_same_key_replaces_a_pending_one(
+    factory: sessionmaker[Session],
+) -> None:
+    writer = StoreWriter(factory)
+    writer.start()
+    gate = asyncio.get_running_loop().create_future()
+
+    def blocker(session: Session) -> None:
+        # Hold the thread so the next two jobs are both pending at once.
+        asyncio.run_coroutine_threadsafe(_wait(gate), loop).result(timeout=5)
+
+    loop = asyncio.get_running_loop()
+    try:
+        first = writer.submit(blocker)
+        await asyncio.sleep(0.05)
+        older = writer.submit(_add_account("older"), key="same")
+        newer = writer.submit(_add_account("newer"), key="same")
+        gate.set_result(None)
+        await first
+        assert await older == await newer  # both waiters learn of the one write
+    finally:
+        await writer.stop()
+    assert _names(factory) == ["newer"]
+
+
+async def _wait(gate: asyncio.Future[None]) -> None:
+    await gate
+
+
+async def test_stop_applies_what_was_submitted_and_refuses_more(
+    factory: sessionmaker[Session],
+) -> None:
+    writer = StoreWriter(factory)
+    writer.start()
+    pending = [writer.submit(_add_account(f"s{i}")) for i in range(20)]
+    await writer.stop()
+    await asyncio.gather(*pending)
+    assert len(_names(factory)) == 20
+    with pytest.raises(WriterStopped):
+        writer.submit(_add_account("too late"))
+
+
+def test_a_writer_needs_a_positive_batch(factory: sessionmaker[Session]) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        StoreWriter(factory, max_batch=0)
