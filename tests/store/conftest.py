@@ -1,7 +1,10 @@
-"""Fixtures for the store tests: a freshly migrated SQLite file per test."""
+"""Fixtures for the store tests: a freshly migrated database per test, SQLite and PostgreSQL.
+
+``database_url`` (tests/conftest.py) is parametrized over both kinds, so every test that
+uses ``engine`` or ``factory`` runs on each.
+"""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -11,14 +14,9 @@ from voiceplane.store.db import create_engine_for, migrate, session_factory
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'data' / 'voiceplane.db'}"
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    migrate(db_url)
-    engine = create_engine_for(db_url)
+def engine(database_url: str) -> Iterator[Engine]:
+    migrate(database_url)
+    engine = create_engine_for(database_url)
     yield engine
     engine.dispose()
 
@@ -26,3 +24,9 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def factory(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)
+
+
+@pytest.fixture
+def db_url(database_url: str) -> str:
+    """The former name of ``database_url`` here, kept for tests written against it."""
+    return database_url

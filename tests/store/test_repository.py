@@ -4,12 +4,12 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceplane.store import repository as repo
-from voiceplane.store.db import create_engine_for, session_factory
+from voiceplane.store.db import create_engine_for, migrate, session_factory
 from voiceplane.store.models import Account, ApiKey, Call, Number
 
 T0 = datetime(2025, 3, 14, 9, 26, 53, 589_793, tzinfo=UTC)
@@ -408,6 +408,53 @@ def test_due_calls_are_queued_calls_whose_time_has_come(factory: sessionmaker[Se
         assert [c.id for c in repo.due_calls(session, now=now + timedelta(hours=1))] == [later]
 
 
+def test_due_calls_skip_the_rows_another_engine_has_taken(postgresql_database_url: str) -> None:
+    """FOR UPDATE SKIP LOCKED: two engines share one queue, each gets other calls, none waits."""
+    migrate(postgresql_database_url)
+    engine = create_engine_for(postgresql_database_url)
+    try:
+        factory = session_factory(engine)
+        account, _key = new_account(factory)
+        ids = [new_call(factory, account, now=T0 + timedelta(seconds=i)) for i in range(3)]
+        now = T0 + timedelta(hours=1)
+
+        with factory.begin() as first:
+            taken = repo.due_calls(first, now=now, limit=2)
+            assert [call.id for call in taken] == ids[:2]
+            # The rows really are locked: a third session may not lock them without waiting.
+            with factory() as third, pytest.raises(OperationalError, match="lock"):
+                third.execute(select(Call).where(Call.id == ids[0]).with_for_update(nowait=True))
+            with factory.begin() as second:
+                # Waiting for the first engine's locks would be the bug: fail instead of hanging.
+                second.execute(text("SET LOCAL lock_timeout = '2s'"))
+                others = repo.due_calls(second, now=now)
+                assert [call.id for call in others] == [ids[2]]
+                for call in others:
+                    repo.update_call(second, call=call, state="dialing")
+                # A plain read is not held up by the locks and still sees those calls queued.
+                assert repo.calls_in_states(second, ["queued"])[0].id == ids[0]
+            for call in taken:
+                repo.update_call(first, call=call, state="dialing")
+
+        with factory() as session:
+            assert repo.due_calls(session, now=now) == []
+            assert [c.id for c in repo.calls_in_states(session, ["dialing"])] == ids
+    finally:
+        engine.dispose()
+
+
+def test_due_calls_taken_by_a_rolled_back_transaction_are_due_again(
+    factory: sessionmaker[Session],
+) -> None:
+    account, _key = new_account(factory)
+    call_id = new_call(factory, account, now=T0)
+    with factory() as session:
+        assert [call.id for call in repo.due_calls(session, now=T0)] == [call_id]
+        session.rollback()  # the engine failed before moving the call out of the queue
+    with factory.begin() as session:
+        assert [call.id for call in repo.due_calls(session, now=T0)] == [call_id]
+
+
 def test_update_call_moves_updated_at(factory: sessionmaker[Session]) -> None:
     account, _key = new_account(factory)
     call_id = new_call(factory, account, now=T0)
@@ -444,13 +491,13 @@ def test_leg_tries_are_ordered_and_found_by_sip_call_id(
 
 
 def test_a_committed_call_survives_closing_and_reopening_the_engine(
-    engine: Engine, db_url: str
+    engine: Engine, database_url: str
 ) -> None:
     factory = session_factory(engine)
     account, _key = new_account(factory)
     call_id = new_call(factory, account, custom="keep me")
     engine.dispose()
-    reopened = create_engine_for(db_url)
+    reopened = create_engine_for(database_url)
     try:
         with session_factory(reopened)() as session:
             call = session.get(Call, call_id)
