@@ -1,8 +1,13 @@
 """The HTTP application: FastAPI app factory, health check and the JSON error format.
 
 Every error leaves as ``{"error": {"code": ..., "message": ..., "field": ...}}`` (DESIGN.md,
-Contract). Routes raise ``HTTPException(status, detail=...)``; ``detail`` is either a message
-or a dict with ``code``, ``message`` and optionally ``field``.
+Contract). Routes raise an :class:`~voiceplane.api.errors.ApiError`, or
+``HTTPException(status, detail=...)`` where ``detail`` is either a message or a dict with
+``code``, ``message`` and optionally ``field``.
+
+With a store (``sessions``), the app also serves the voice API: the kaleyra.io-style routes
+(:mod:`voiceplane.api.voice`) and the legacy ``?method=`` API (:mod:`voiceplane.api.legacy`).
+Without one it serves only ``/healthz`` and the docs.
 """
 
 from collections.abc import Callable, Mapping
@@ -13,10 +18,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voiceplane import __version__
+from voiceplane.api import legacy, voice
+from voiceplane.api.deps import Backend
+from voiceplane.api.errors import ApiError
+from voiceplane.calls.commands import CallCommands, NoEngine
 from voiceplane.config import Config
+
+MEDIA_DIR = "media"  # under the data directory: where relative .wav targets are looked for
 
 _CODES: Mapping[int, str] = {
     400: "bad_request",
@@ -51,8 +63,19 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def create_app(config: Config, *, ready: Callable[[], bool]) -> FastAPI:
-    """Build the HTTP app; ``ready()`` says whether the whole process is ready to serve."""
+def create_app(
+    config: Config,
+    *,
+    ready: Callable[[], bool],
+    sessions: sessionmaker[Session] | None = None,
+    commands: CallCommands | None = None,
+) -> FastAPI:
+    """Build the HTTP app; ``ready()`` says whether the whole process is ready to serve.
+
+    ``sessions`` is the store the voice API reads and writes; ``commands`` is the engine's
+    doorbell, rung after a call or a cancel request was committed (default: no engine in
+    this process, the engines poll the store).
+    """
     app = FastAPI(
         title="voiceplane",
         version=__version__,
@@ -62,6 +85,14 @@ def create_app(config: Config, *, ready: Callable[[], bool]) -> FastAPI:
     app.state.config = config
     _add_error_handlers(app)
     _add_health(app, ready)
+    if sessions is not None:
+        app.state.backend = Backend(
+            sessions=sessions,
+            commands=commands if commands is not None else NoEngine(),
+            media_dir=(config.data.dir / MEDIA_DIR).absolute(),
+        )
+        app.include_router(voice.router, responses={401: {"model": ErrorBody}})
+        app.include_router(legacy.router)
     return app
 
 
@@ -107,9 +138,15 @@ def _phrase(status: int) -> str:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(Exception, _on_unexpected_error)
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, code=exc.code, field=exc.field)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:

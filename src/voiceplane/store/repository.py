@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from voiceplane.store.models import (
@@ -495,3 +495,43 @@ def call_record(call: Call) -> dict[str, object]:
         "billsec": call.billsec,
         "legs": [leg_record(leg) for leg in sorted(call.legs, key=lambda leg: leg.seq)],
     }
+
+
+# --- for the API -----------------------------------------------------------------------------
+
+
+def authenticate_key(session: Session, *, api_key: str) -> Account | None:
+    """The account whose active API key is ``api_key``, else None (the legacy API has no SID).
+
+    Looked up by the key's hash: keys carry 256 random bits, so the lookup's timing tells
+    nothing useful about other keys.
+    """
+    if not api_key:
+        return None
+    return session.scalars(
+        select(Account)
+        .join(ApiKey, ApiKey.account_id == Account.id)
+        .where(ApiKey.key_hash == hash_api_key(api_key), ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+
+
+def request_cancel(session: Session, *, call: Call, now: datetime | None = None) -> bool:
+    """Ask the engine to end ``call``: set ``cancel_requested_at`` unless it has completed.
+
+    Returns False, changing nothing, when the call has completed. A call asked already keeps
+    its first request time. The check and the write are one UPDATE, so an engine completing
+    the call at the same moment cannot slip between them.
+    """
+    moment = now or utcnow()
+    session.execute(
+        update(Call)
+        .where(
+            Call.id == call.id,
+            Call.state != "completed",
+            Call.cancel_requested_at.is_(None),
+        )
+        .values(cancel_requested_at=moment, updated_at=moment)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(call)
+    return call.state != "completed"

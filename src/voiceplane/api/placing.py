@@ -1,0 +1,69 @@
+"""Storing a validated call request as a queued call (both APIs use this).
+
+The caller holds the transaction and, once it has committed, rings the engine's doorbell
+(``CallCommands.call_queued``): the call is in the store before anyone is told about it.
+
+``bridge`` must be a number registered to the account (kind ``bridge`` or ``did``). Any other
+number, another account's included, is refused with 400 and the field ``bridge``: it is a bad
+value in the request, like a malformed number, and answering 404 would suggest a wrong URL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from voiceplane.api.errors import InvalidInput
+from voiceplane.api.schemas import ClickToCallRequest, OutboundRequest
+from voiceplane.store import repository
+from voiceplane.store.models import Account, Call
+
+
+def store_outbound(session: Session, *, account: Account, order: OutboundRequest) -> Call:
+    """A queued outbound call for ``order``."""
+    return repository.create_call(
+        session,
+        account=account,
+        service="outbound",
+        to_number=order.to,
+        bridge=own_number(session, account=account, e164=order.bridge),
+        target=order.target,
+        retry=order.retry,
+        retry_interval=order.interval,
+        scheduled_at=order.time,
+        ring_timeout=order.timeout,
+        callback_url=order.callback,
+        dlr_url=order.dlrurl,
+        custom=order.custom,
+    )
+
+
+def store_click_to_call(
+    session: Session, *, account: Account, order: ClickToCallRequest
+) -> Call:
+    """A queued click-to-call for ``order``."""
+    return repository.create_call(
+        session,
+        account=account,
+        service="click2call",
+        from_number=order.from_,
+        to_number=order.to,
+        bridge=own_number(session, account=account, e164=order.bridge),
+        retry=order.retry,
+        scheduled_at=order.time,
+        ring_timeout=order.timeout,
+        callback_url=order.callback,
+        dlr_url=order.dlrurl,
+        custom=order.custom,
+    )
+
+
+def own_number(session: Session, *, account: Account, e164: str, field: str = "bridge") -> str:
+    """``e164`` if it is a number of ``account``; else :class:`InvalidInput` naming ``field``."""
+    number = repository.get_number(session, e164=e164)
+    if number is None or number.account_id != account.id:
+        raise InvalidInput(
+            f"{e164} is not a number of this account (register it with voiceplane number add)",
+            field=field,
+            code="unknown_number",
+        )
+    return number.e164
