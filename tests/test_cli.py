@@ -1,20 +1,34 @@
 """The ``voiceplane`` command, run as a real process."""
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from click.testing import Result
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
 from tests.support.sipp import SippClient, Transport, requires_sipp
-from voiceplane import __version__
+from voiceplane import __version__, cli
+from voiceplane.api.app import create_app
+from voiceplane.calls.status import Status
+from voiceplane.config import load_config
+from voiceplane.store import repository
+from voiceplane.store.db import create_engine_for, migrate, session_factory
+from voiceplane.store.models import Call, Leg, utcnow
 
 READY_WITHIN_S = 20.0
 EXIT_WITHIN_S = 10.0
@@ -199,3 +213,391 @@ async def test_serve_answers_options_200_and_an_unserved_number_404(
     ).run(10)  # fmt: skip
     invite.assert_ok(calls=1)
     assert invite.received(404) and invite.sent("ACK")
+
+
+# --- account, number, calls: straight to the store ---------------------------------------------
+
+
+@pytest.fixture
+def store_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLI's settings point at this test's database (SQLite or PostgreSQL), unmigrated."""
+    for name in [name for name in os.environ if name.startswith("VOICEPLANE_")]:
+        if name != "VOICEPLANE_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VOICEPLANE_STORE_URL", database_url)
+    monkeypatch.setenv("VOICEPLANE_DATA_DIR", str(tmp_path / "data"))
+    return database_url
+
+
+def invoke(*args: str) -> Result:
+    result = CliRunner().invoke(cli.app, list(args))
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+    return result
+
+
+def new_account(name: str = "Acme") -> dict[str, str]:
+    result = invoke("account", "create", name, "--json")
+    assert result.exit_code == 0, result.output
+    created: dict[str, str] = json.loads(result.stdout)
+    return created
+
+
+def test_account_create_json_prints_a_sid_and_a_key_that_authenticate(store_env: str) -> None:
+    created = new_account("Acme Ltd")
+
+    assert set(created) == {"sid", "api_key"}
+    engine = create_engine_for(store_env)
+    try:
+        with session_factory(engine).begin() as session:
+            account = repository.authenticate(
+                session, sid=created["sid"], api_key=created["api_key"]
+            )
+            assert account is not None and account.name == "Acme Ltd"
+    finally:
+        engine.dispose()
+
+
+def test_account_create_without_json_is_readable_text(store_env: str) -> None:
+    result = invoke("account", "create", "Globex")
+
+    assert result.exit_code == 0
+    assert "Created account Globex" in result.stdout
+    assert re.search(r"SID\s+VP[0-9a-f]{20}", result.stdout)
+    assert re.search(r"API key\s+vpk_\S{43}", result.stdout)
+
+
+def test_account_create_refuses_an_empty_name(store_env: str) -> None:
+    result = invoke("account", "create", "  ")
+
+    assert result.exit_code == 2
+    assert "must not be empty" in result.stderr
+
+
+def test_account_create_uses_the_data_directory_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VOICEPLANE_STORE_URL", raising=False)
+    monkeypatch.setenv("VOICEPLANE_DATA_DIR", str(tmp_path / "data"))
+
+    new_account()
+
+    assert (tmp_path / "data" / "voiceplane.db").is_file()
+
+
+def test_number_add_registers_an_e164_number(store_env: str) -> None:
+    sid = new_account()["sid"]
+
+    result = invoke(
+        "number", "add", "8067000001", "--prefix", "91", "--account", sid, "--kind", "did",
+        "--channels", "4", "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "number": "+918067000001", "account": sid, "kind": "did", "channels": 4
+    }  # fmt: skip
+    engine = create_engine_for(store_env)
+    try:
+        with session_factory(engine).begin() as session:
+            number = repository.get_number(session, e164="+918067000001")
+            assert number is not None
+            assert (number.kind, number.channels, number.account.sid) == ("did", 4, sid)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["12"], 2, "not a telephone number"),
+        (["8067000001"], 2, "no country code"),
+        (["+918067000001", "--kind", "mobile"], 2, "mobile"),
+        (["+918067000001", "--channels", "-1"], 2, "channels"),
+        (["+918067000001", "--account", "VPnobody"], 1, "no account 'VPnobody'"),
+    ],
+)
+def test_number_add_errors_are_clear(
+    store_env: str, args: list[str], code: int, words: str
+) -> None:
+    sid = new_account()["sid"]
+    if "--account" not in args:
+        args = [*args, "--account", sid]
+
+    result = invoke("number", "add", *args)
+
+    assert result.exit_code == code, result.output
+    assert words in result.output
+
+
+def test_number_add_twice_is_refused(store_env: str) -> None:
+    first, second = new_account("A")["sid"], new_account("B")["sid"]
+    assert invoke("number", "add", "+918067000001", "--account", first).exit_code == 0
+
+    result = invoke("number", "add", "+918067000001", "--account", second)
+
+    assert result.exit_code == 1
+    assert "registered already" in result.stderr
+
+
+def add_calls(url: str, sid: str) -> list[str]:
+    engine = create_engine_for(url)
+    try:
+        with session_factory(engine).begin() as session:
+            account = repository.get_account(session, sid=sid)
+            assert account is not None
+            first = repository.create_call(
+                session, account=account, service="outbound", to_number="+919812345678",
+                bridge="+918067000001",
+            )  # fmt: skip
+            second = repository.create_call(
+                session, account=account, service="click2call", from_number="+919876543210",
+                to_number="+919812345679", state="completed", status=Status.BUSY_LEG2.value,
+            )  # fmt: skip
+            return [first.id, second.id]
+    finally:
+        engine.dispose()
+
+
+def test_calls_lists_recent_calls_as_a_table(store_env: str) -> None:
+    mine, theirs = new_account("A")["sid"], new_account("B")["sid"]
+    outbound, click = add_calls(store_env, mine)
+    other, _ = add_calls(store_env, theirs)
+
+    everyone = invoke("calls")
+    only_mine = invoke("calls", "--account", mine, "--limit", "1")
+
+    assert everyone.exit_code == 0, everyone.output
+    lines = everyone.stdout.splitlines()
+    assert lines[0].split()[:3] == ["created", "(UTC)", "id"]
+    assert len(lines) == 5
+    row = next(line for line in lines if click in line)
+    assert {"click2call", "completed", Status.BUSY_LEG2.value, "+919876543210", mine} <= set(
+        row.split()
+    )
+    assert only_mine.exit_code == 0
+    assert [line.split()[2] for line in only_mine.stdout.splitlines()[1:]] == [click]
+    assert other not in only_mine.stdout and outbound not in only_mine.stdout
+
+
+def test_calls_with_no_calls_or_an_unknown_account(store_env: str) -> None:
+    empty = invoke("calls")
+    unknown = invoke("calls", "--account", "VPnobody")
+
+    assert (empty.exit_code, empty.stdout.strip()) == (0, "No calls yet.")
+    assert unknown.exit_code == 1
+    assert "no account 'VPnobody'" in unknown.stderr
+
+
+def test_a_bad_config_file_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "voiceplane.toml"
+    config.write_text("[store]\nurl = 'nonsense'\n")
+
+    result = invoke("account", "create", "Acme", "--config", str(config))
+
+    assert result.exit_code == 2
+    assert "store.url" in result.stderr
+
+
+# --- call: through the HTTP API of a running server ------------------------------------------
+
+
+class ScriptedEngine:
+    """Carries out a queued outbound call the way the engine would record it: dialing,
+    ringing, then no answer (480) after a few polls."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.threads: list[threading.Thread] = []
+
+    def call_queued(self, call_id: str) -> None:
+        thread = threading.Thread(target=self._run, args=(call_id,), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def cancel_requested(self, call_id: str) -> None:
+        return None
+
+    def _run(self, call_id: str) -> None:
+        self._step(call_id, lambda call, leg: {"state": "dialing"}, new_leg=True)
+        ringing = frozenset({"ring_time"})
+        self._step(call_id, lambda call, leg: {"state": "ringing"}, leg_fields=ringing)
+        self._step(
+            call_id,
+            lambda call, leg: {"state": "completed", "status": Status.NOANSWER.value,
+                               "reason": "no answer in 30 s", "duration": 30},
+            leg_fields=frozenset({"end_time"}),
+            leg_status=Status.NOANSWER.value,
+        )  # fmt: skip
+
+    def _step(
+        self,
+        call_id: str,
+        changes: Callable[[Call, Leg | None], dict[str, Any]],
+        *,
+        new_leg: bool = False,
+        leg_fields: frozenset[str] = frozenset(),
+        leg_status: str | None = None,
+    ) -> None:
+        time.sleep(0.3)
+        now = utcnow()
+        with self.sessions.begin() as session:
+            call = repository.find_call(session, call_id=call_id)
+            assert call is not None and call.to_number is not None
+            if new_leg:
+                repository.record_leg(session, call=call, leg=1, number=call.to_number,
+                                      start_time=now)  # fmt: skip
+            leg = repository.get_leg(call, 1)
+            assert leg is not None
+            if leg_fields:
+                fields: dict[str, Any] = {name: now for name in leg_fields}
+                if leg_status is not None:
+                    fields.update(status=leg_status, sip_code=480,
+                                  sip_reason="Temporarily Unavailable", hangup_by="callee")
+                repository.update_leg(session, leg=leg, **fields)  # fmt: skip
+            repository.update_call(session, call=call, **changes(call, leg))
+
+
+@dataclass
+class LiveApi:
+    url: str
+    sid: str
+    key: str
+    engine: ScriptedEngine
+
+
+@pytest.fixture
+def live_api(store_env: str, tmp_path: Path) -> Iterator[LiveApi]:
+    """The API app served by uvicorn on a loopback port, over this test's store."""
+    migrate(store_env)
+    engine = create_engine_for(store_env)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        account, key = repository.create_account(session, name="Acme")
+        repository.add_number(session, account=account, e164="+918067000001", kind="bridge")
+        sid = account.sid
+    scripted = ScriptedEngine(sessions)
+    config = load_config(None, {"VOICEPLANE_DATA_DIR": str(tmp_path / "data")})
+    app = create_app(config, ready=lambda: True, sessions=sessions, commands=scripted)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + READY_WITHIN_S
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield LiveApi(f"http://127.0.0.1:{port}", sid, key, scripted)
+    finally:
+        server.should_exit = True
+        thread.join(EXIT_WITHIN_S)
+        for worker in scripted.threads:
+            worker.join(EXIT_WITHIN_S)
+        engine.dispose()
+
+
+def call_args(api: LiveApi, *extra: str, key: str | None = None) -> list[str]:
+    return [
+        "call", "+919812345678", "--bridge", "+918067000001", "--account", api.sid,
+        "--api-key", key or api.key, "--api", api.url, "--poll", "0.05", *extra,
+    ]  # fmt: skip
+
+
+def test_call_places_a_call_and_watches_it_until_it_completes(live_api: LiveApi) -> None:
+    result = invoke(*call_args(live_api, "--target", "Hello"))
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert re.search(r"Placed call VC[0-9a-f]+ \(outbound\)", out)
+    expected = [
+        "call queued",
+        "leg 1 +919812345678: dialing",
+        "call dialing",
+        "leg 1 +919812345678: ringing",
+        "leg 1 +919812345678: ended NOANSWER (SIP 480 Temporarily Unavailable, hung up by "
+        "callee)",
+        "call completed",
+        "status NOANSWER after 30 s (0 s talking); no answer in 30 s",
+    ]
+    positions = [out.find(line) for line in expected]
+    assert -1 not in positions, out
+    assert positions == sorted(positions), out
+
+
+def test_call_takes_the_account_and_key_from_the_environment(
+    live_api: LiveApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOICEPLANE_ACCOUNT_SID", live_api.sid)
+    monkeypatch.setenv("VOICEPLANE_API_KEY", live_api.key)
+
+    result = invoke(
+        "call", "+919812345678", "--from", "+919876543210", "--bridge", "+918067000001",
+        "--api", live_api.url, "--no-watch",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"VC[0-9a-f]+\n", result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "words"),
+    [
+        ((), "vpk_wrong", "the API refused the call (401): the API key is not valid"),
+        (("--prefix", "999"), None, "(400): +999 is not a country calling code (field prefix)"),
+        (("--target", "missing.wav"), None, "no audio file"),
+    ],
+)
+def test_call_reports_the_apis_refusal_and_exits_1(
+    live_api: LiveApi, extra: tuple[str, ...], key: str | None, words: str
+) -> None:
+    result = invoke(*call_args(live_api, *extra, key=key))
+
+    assert result.exit_code == 1, result.output
+    assert words in result.stderr
+    assert live_api.engine.threads == []
+
+
+def test_call_to_a_number_the_api_cannot_read_names_the_field(live_api: LiveApi) -> None:
+    args = call_args(live_api)
+    args[1] = "9812345678"
+
+    result = invoke(*args)
+
+    assert result.exit_code == 1
+    assert "has no country code" in result.stderr and "(field to)" in result.stderr
+
+
+def test_call_without_a_server_says_so(store_env: str) -> None:
+    port = free_port()
+    result = invoke(
+        "call", "+919812345678", "--bridge", "+918067000001", "--account", "VPx",
+        "--api-key", "k", "--api", f"http://127.0.0.1:{port}",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert f"cannot reach the API at http://127.0.0.1:{port}" in result.stderr
+    assert "voiceplane serve running?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--from", "+919876543210", "--target", "hi", "--account", "VPx", "--api-key", "k"],
+         "--target is for outbound calls"),
+        (["--api-key", "k"], "--account"),
+    ],
+)  # fmt: skip
+def test_call_usage_errors_exit_2(
+    store_env: str, monkeypatch: pytest.MonkeyPatch, args: list[str], words: str
+) -> None:
+    monkeypatch.delenv("VOICEPLANE_ACCOUNT_SID", raising=False)
+
+    result = invoke("call", "+919812345678", "--bridge", "+918067000001", *args)
+
+    assert result.exit_code == 2
+    assert words in result.output

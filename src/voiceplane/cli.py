@@ -11,6 +11,7 @@ import typer
 
 from voiceplane import __version__
 from voiceplane.config import ConfigError, load_config
+from voiceplane.console import admin, calling
 from voiceplane.server import ServeError, serve
 from voiceplane.services import build_services
 
@@ -55,6 +56,14 @@ def serve_command(config: ConfigOption = None) -> None:
 def version_command() -> None:
     """Print the version."""
     typer.echo(f"voiceplane {__version__}")
+
+
+# The store and API commands live in voiceplane.console; registered here so that
+# `voiceplane --help` lists them all.
+app.add_typer(admin.account_app, name="account")
+app.add_typer(admin.number_app, name="number")
+app.command("calls")(admin.calls_command)
+app.command("call")(calling.call_command)
 
 
 def _fail(message: str, code: int) -> NoReturn:

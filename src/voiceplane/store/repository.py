@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Final, TypedDict, Unpack
 
 from sqlalchemy import ColumnElement, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from voiceplane.store.models import (
     DEFAULT_STATUS_DIALECT,
@@ -535,3 +535,16 @@ def request_cancel(session: Session, *, call: Call, now: datetime | None = None)
     )
     session.refresh(call)
     return call.state != "completed"
+
+
+def recent_calls(session: Session, *, limit: int = 50) -> list[Call]:
+    """The newest calls of every account, with their accounts (the admin's view)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
+    query = (
+        select(Call)
+        .options(selectinload(Call.account))
+        .order_by(Call.created_at.desc(), Call.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
