@@ -100,7 +100,8 @@ class OutboundRequest(_Request):
     prefix: Prefix = None
     to: Number = Field(description="The number to call.", examples=["+919876543210"])
     bridge: Number = Field(
-        description="A number of your account, shown to the callee as the caller.",
+        description="A number of your account, shown to the callee as the caller (any "
+        "other number is a 400 naming bridge).",
         examples=["+918067000000"],
     )
     target: str | None = Field(
@@ -150,7 +151,8 @@ class ClickToCallRequest(_Request):
         examples=["+919812345678"],
     )
     bridge: Number = Field(
-        description="A number of your account, shown to both parties as the caller.",
+        description="A number of your account, shown to both parties as the caller (any "
+        "other number is a 400 naming bridge).",
         examples=["+918067000000"],
     )
     retry: Retry = 0

@@ -163,7 +163,11 @@ def call_logs(
     page: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
-    """The account's calls, newest first, filtered and paged."""
+    """The account's calls, newest first, filtered and paged.
+
+    Filters combine (AND). Paging: ``limit`` (1 to 1000, default 50; the query parameter or,
+    as kaleyra.io sends it, a ``limit`` header) and either ``page`` (from 1) or ``offset``,
+    not both. ``total`` counts the matching calls on all pages."""
     size = limit or limit_header or DEFAULT_PAGE
     if page is not None and offset is not None:
         raise InvalidInput("give page or offset, not both", field="page")
