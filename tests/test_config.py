@@ -95,6 +95,11 @@ def test_every_key_has_its_environment_variable() -> None:
         "VOICEPLANE_STORE_URL",
         "VOICEPLANE_DATA_DIR",
         "VOICEPLANE_SANDBOX_LISTEN",
+        "VOICEPLANE_SANDBOX_TRANSPORTS",
+        "VOICEPLANE_SANDBOX_ANSWER_AFTER_MS",
+        "VOICEPLANE_SANDBOX_REJECT_AFTER_MS",
+        "VOICEPLANE_SANDBOX_HOLD_S",
+        "VOICEPLANE_SANDBOX_RULES",
     } <= names
 
 

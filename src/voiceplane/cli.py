@@ -12,6 +12,7 @@ import typer
 from voiceplane import __version__
 from voiceplane.config import ConfigError, load_config
 from voiceplane.console import admin, calling
+from voiceplane.sandbox.foreground import run_sandbox
 from voiceplane.server import ServeError, serve
 from voiceplane.services import build_services
 
@@ -56,6 +57,20 @@ def serve_command(config: ConfigOption = None) -> None:
 def version_command() -> None:
     """Print the version."""
     typer.echo(f"voiceplane {__version__}")
+
+
+@app.command("sandbox")
+def sandbox_command(config: ConfigOption = None) -> None:
+    """Run the built-in sandbox operator alone, in the foreground, until Ctrl-C."""
+    try:
+        settings = load_config(config, os.environ).sandbox
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG_ERROR)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    try:
+        _run(run_sandbox(settings))
+    except OSError as exc:
+        _fail(f"the sandbox operator cannot listen on {settings.listen}: {exc}", EXIT_RUNTIME_ERROR)
 
 
 # The store and API commands live in voiceplane.console; registered here so that

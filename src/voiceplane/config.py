@@ -7,6 +7,7 @@ and where the bad value came from (the file or the environment variable).
 """
 
 import ipaddress
+import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
@@ -304,10 +306,142 @@ class DataSettings(_Section):
         return value.expanduser()
 
 
+SandboxAction = Literal["answer", "ring", "reject"]
+
+_SANDBOX_NUMBER = re.compile(r"\+?[0-9]{1,32}")
+_SANDBOX_DIGITS = re.compile(r"[0-9]{1,32}")
+_RULE_EXAMPLE = '[{ suffix = "486", code = 486 }, { match = "+15550100", action = "answer" }]'
+
+
+def _reject_bool_seconds(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds")
+    return value
+
+
+DelayMs = Annotated[int, BeforeValidator(_reject_bool), Field(ge=0)]
+Seconds = Annotated[float, BeforeValidator(_reject_bool_seconds), Field(ge=0, allow_inf_nan=False)]
+
+
+class SandboxRule(_Section):
+    """One entry of ``sandbox.rules``: for the numbers it matches, what the sandbox does.
+
+    ``match`` (the whole number), ``prefix`` and ``suffix`` select numbers; all the ones given
+    must match, and a leading ``+`` is ignored on both sides. ``action`` is ``reject`` when a
+    ``code`` is given, else ``answer``.
+    """
+
+    match: str | None = None
+    prefix: str | None = None
+    suffix: str | None = None
+    action: SandboxAction
+    code: int | None = Field(default=None, ge=400, le=699)
+    reason: str | None = None
+    cause: int | None = Field(default=None, ge=1, le=127)
+    after_ms: DelayMs | None = None
+    hold_s: Seconds | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_and_default_action(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            raise ValueError(f"each rule must be a table, like {_RULE_EXAMPLE}")
+        unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+        if unknown:
+            known = ", ".join(cls.model_fields)
+            raise ValueError(f"unknown key {unknown[0]!r} in a rule (known: {known})")
+        if "action" not in data:
+            data = {**data, "action": "reject" if data.get("code") is not None else "answer"}
+        return data
+
+    @field_validator("match", "prefix")
+    @classmethod
+    def _number(cls, value: str | None) -> str | None:
+        if value is not None and not _SANDBOX_NUMBER.fullmatch(value):
+            raise ValueError("must be digits with an optional leading +, like +15550100")
+        return value
+
+    @field_validator("suffix")
+    @classmethod
+    def _digits(cls, value: str | None) -> str | None:
+        if value is not None and not _SANDBOX_DIGITS.fullmatch(value):
+            raise ValueError("must be digits, like 486")
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _printable_reason(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError("must be a non-empty line of printable text")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SandboxRule":
+        if self.match is None and self.prefix is None and self.suffix is None:
+            raise ValueError("a rule needs match, prefix or suffix to say which numbers it takes")
+        if self.action == "reject" and self.code is None:
+            raise ValueError('action = "reject" needs a code (400-699)')
+        if self.action != "reject":
+            given = [k for k in ("code", "reason", "cause") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f'{given[0]} only goes with action = "reject"')
+        if self.action != "answer" and self.hold_s is not None:
+            raise ValueError('hold_s only goes with action = "answer"')
+        if self.action == "ring" and self.after_ms is not None:
+            raise ValueError('after_ms does not go with action = "ring": it rings until cancelled')
+        return self
+
+
+def _rules_from_text(value: object) -> object:
+    """``VOICEPLANE_SANDBOX_RULES``: the TOML array of the file (or JSON), as one string."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return ()
+    try:
+        return tomllib.loads(f"rules = {text}")["rules"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError(f"expected a TOML array of tables, like {_RULE_EXAMPLE}") from None
+
+
 class SandboxSettings(_Section):
-    """``[sandbox]``: the built-in operator's SIP address."""
+    """``[sandbox]``: the built-in operator, its address and how it treats dialled numbers.
+
+    By default a number ending in 400-699 is rejected with that code after
+    ``reject_after_ms``, one ending in 000 rings until the caller gives up, and any other
+    is answered after ``answer_after_ms`` and hung up ``hold_s`` seconds later (0: never).
+    ``rules`` are tried first, in order.
+    """
 
     listen: Address = Field(default_factory=lambda: _address("127.0.0.1:5070"))
+    transports: tuple[Transport, ...] = ("udp", "tcp")
+    answer_after_ms: DelayMs = 1000
+    reject_after_ms: DelayMs = 200
+    hold_s: Seconds = 20.0
+    rules: Annotated[tuple[SandboxRule, ...], BeforeValidator(_rules_from_text)] = ()
+
+    @field_validator("transports", mode="before")
+    @classmethod
+    def _split_transports(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(item.strip().lower() if isinstance(item, str) else item for item in value)
+        return value
+
+    @field_validator("transports")
+    @classmethod
+    def _distinct_transports(cls, value: tuple[Transport, ...]) -> tuple[Transport, ...]:
+        if not value:
+            raise ValueError("at least one transport is needed (udp, tcp)")
+        if len(set(value)) != len(value):
+            raise ValueError("a transport is listed twice")
+        return value
 
 
 class Config(_Section):
