@@ -14,7 +14,7 @@ from voiceplane.config import ConfigError, load_config
 from voiceplane.console import admin, calling
 from voiceplane.sandbox.foreground import run_sandbox
 from voiceplane.server import ServeError, serve
-from voiceplane.services import build_services
+from voiceplane.services import build_platform
 
 EXIT_RUNTIME_ERROR = 1
 EXIT_CONFIG_ERROR = 2
@@ -43,12 +43,19 @@ def serve_command(config: ConfigOption = None) -> None:
     """Run everything in one process: HTTP API, SIP and the services behind them."""
     try:
         settings = load_config(config, os.environ)
-        services = build_services(settings)
+        platform = build_platform(settings)
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG_ERROR)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        _run(serve(settings, services))
+        _run(
+            serve(
+                settings,
+                platform.services,
+                sessions=platform.sessions,
+                commands=platform.commands,
+            )
+        )
     except ServeError as exc:
         _fail(str(exc), EXIT_RUNTIME_ERROR)
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
 
 from voiceplane.api.app import create_app
+from voiceplane.calls.commands import CallCommands
 from voiceplane.config import Config
 
 GRACEFUL_HTTP_SHUTDOWN_S = 5
@@ -63,6 +65,8 @@ async def serve(
     services: Sequence[Service] = (),
     *,
     stop: asyncio.Event | None = None,
+    sessions: sessionmaker[Session] | None = None,
+    commands: CallCommands | None = None,
 ) -> None:
     """Run ``services`` and the HTTP API until SIGINT/SIGTERM, or until ``stop`` is set.
 
@@ -72,7 +76,7 @@ async def serve(
     """
     stop = stop if stop is not None else asyncio.Event()
     readiness = _Readiness()
-    server = _build_server(config, readiness)
+    server = _build_server(config, readiness, sessions, commands)
     readiness.server = server
     with _signal_handlers(stop, server):
         async with contextlib.AsyncExitStack() as running:
@@ -83,8 +87,13 @@ async def serve(
     _log().info("voiceplane stopped")
 
 
-def _build_server(config: Config, ready: _Readiness) -> uvicorn.Server:
-    app = create_app(config, ready=ready)
+def _build_server(
+    config: Config,
+    ready: _Readiness,
+    sessions: sessionmaker[Session] | None,
+    commands: CallCommands | None,
+) -> uvicorn.Server:
+    app = create_app(config, ready=ready, sessions=sessions, commands=commands)
     listen = config.api.listen
     return _Server(
         uvicorn.Config(

@@ -1,18 +1,93 @@
-"""The services that ``voiceplane serve`` runs next to the HTTP API.
+"""The parts that ``voiceplane serve`` runs, assembled from the settings in one place.
 
-This is the one place where they are assembled from the settings. They start in list order
-and stop in reverse (see :func:`voiceplane.server.serve`), so a service that another one
-uses goes first.
+They start in list order and stop in reverse (see :func:`voiceplane.server.serve`), so a
+service that another one uses goes first: the store, SIP, media, the sandbox operator (only
+when no trunk is configured), then the call engine, which needs all of them.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from voiceplane.calls.commands import CallCommands
+from voiceplane.calls.engine import CallEngine, EngineSettings
+from voiceplane.calls.trunk import Trunk
 from voiceplane.config import Config
+from voiceplane.media.embedded import EmbeddedMedia
+from voiceplane.sandbox.operator import SandboxOperator
 from voiceplane.server import Service
+from voiceplane.sip.addressing import Address
+from voiceplane.sip.digest import Credentials
+from voiceplane.sip.timers import TimerValues
 from voiceplane.sip_service import SipService
+from voiceplane.store.service import StoreService
+
+
+@dataclass
+class Platform:
+    """Everything ``serve`` runs: the services in start order, and what the API needs."""
+
+    services: list[Service]
+    sessions: sessionmaker[Session]
+    commands: CallCommands
+    engine: CallEngine
+    sandbox: SandboxOperator | None
+
+
+class _MediaService:
+    def __init__(self, media: EmbeddedMedia) -> None:
+        self.media = media
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.media.close()
+
+
+def build_platform(config: Config) -> Platform:
+    """The whole platform for ``config``, not yet started."""
+    store = StoreService(config.effective_store_url)
+    sip = SipService(config.sip)
+    media = EmbeddedMedia(config.sip.listen.host)
+    sandbox: SandboxOperator | None = None
+    services: list[Service] = [store, sip, _MediaService(media)]
+    if config.trunk.is_sandbox:
+        sandbox = SandboxOperator(
+            config.sandbox,
+            timer_values=TimerValues(
+                t1=config.sip.t1_ms / 1000, t2=config.sip.t2_ms / 1000, t4=config.sip.t4_ms / 1000
+            ),
+        )
+        services.append(sandbox)
+    credentials = None
+    if config.trunk.username and config.trunk.password is not None:
+        credentials = Credentials(
+            config.trunk.username, config.trunk.password.get_secret_value(), config.trunk.realm
+        )
+
+    def trunk() -> Trunk:
+        if sandbox is not None:
+            destination = sandbox.address
+        else:
+            assert config.trunk.host is not None
+            destination = Address(
+                config.trunk.host.host, config.trunk.host.port, config.trunk.transport
+            )
+        return Trunk(sip.ua, destination, credentials)
+
+    engine = CallEngine(
+        writer=store.writer,
+        trunk=trunk,
+        media=media,
+        settings=EngineSettings(prompt_cache=config.data.dir / "prompts"),
+    )
+    services.append(engine)
+    return Platform(services, store.sessions, engine, engine, sandbox)
 
 
 def build_services(config: Config) -> list[Service]:
     """The long-running services for ``config``, in start order."""
-    services: list[Service] = [SipService(config.sip)]
-    # Later, in this order: the sandbox operator when config.trunk.is_sandbox, the call
-    # engine, the callback dispatcher.
-    return services
+    return build_platform(config).services

@@ -24,7 +24,7 @@ from pydantic import (
 from voiceplane.api import fields, phone
 
 MAX_RETRY: Final = 5
-MIN_RING_TIMEOUT: Final = 5
+MIN_RING_TIMEOUT: Final = 1
 MAX_RING_TIMEOUT: Final = 180
 DEFAULT_RING_TIMEOUT: Final = 30
 MIN_INTERVAL: Final = 10

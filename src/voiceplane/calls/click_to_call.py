@@ -1,0 +1,165 @@
+"""Click-to-call: ring the agent (leg 1); once answered, ring the customer (leg 2); bridge.
+
+The audio is connected by third-party call control (RFC 3725): leg 1 is first offered our
+own media session (the agent hears silence while the customer rings); leg 2 is offered the
+SDP leg 1 answered with; once leg 2 answers, leg 1 is re-INVITEd with leg 2's SDP. From then
+on the two parties send RTP to each other and we only keep the signalling. A hangup on
+either side ends both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+
+from voiceplane.media.backend import MediaBackend, MediaError
+from voiceplane.sip.sdp import SessionDescription
+from voiceplane.sip.ua import OutboundCall
+
+from .dialing import Answered, finish_answered, hang_up, ring
+from .outcome import LegVerdict, click_to_call_status, platform_failure
+from .status import Status
+from .tracker import BY_API, BY_OTHER_LEG, BY_PLATFORM, CallTracker, LegTrack, WallClock
+from .trunk import Trunk
+
+
+async def run_click_to_call(
+    tracker: CallTracker, trunk: Trunk, media: MediaBackend, *, ring_timeout: float
+) -> None:
+    """Carry out a click-to-call and store how it ended."""
+    command = tracker.command
+    try:
+        session = await media.open_session()
+    except MediaError as error:
+        verdict = platform_failure(f"media setup failed: {error}")
+        tracker.new_leg(1, command.from_numbers[0]).fail(verdict)
+        await tracker.complete(click_to_call_status(verdict, None), verdict.explanation)
+        return
+    try:
+        our_offer = session.offer()
+        status_reason = await _bridge(tracker, trunk, our_offer, ring_timeout)
+    finally:
+        with contextlib.suppress(Exception):
+            await session.close()
+    await tracker.complete(*status_reason)
+
+
+async def _bridge(
+    tracker: CallTracker, trunk: Trunk, our_offer: bytes, ring_timeout: float
+) -> tuple[Status, str]:
+    command = tracker.command
+    cancel = tracker.cancel_requested
+    to_wall = WallClock(trunk.ua.wall_time(0.0) or 0.0)
+    first = await ring(
+        tracker, trunk, leg=1, numbers=command.from_numbers, caller_id=command.bridge,
+        sdp=our_offer, ring_timeout=ring_timeout, stop=cancel, stopped_by=lambda: BY_API,
+    )  # fmt: skip
+    if not isinstance(first, Answered):
+        return click_to_call_status(first.verdict, None), f"leg 1: {first.verdict.explanation}"
+    agent, agent_track = first.call, first.track
+
+    # Leg 2 rings until it answers, or until the agent hangs up or the API cancels.
+    stop = asyncio.Event()
+    agent_gone = agent.ended()
+    agent_gone.add_done_callback(lambda _: stop.set())
+    stopper = asyncio.ensure_future(cancel.wait())
+    stopper.add_done_callback(lambda _: stop.set())
+    try:
+        second = await ring(
+            tracker, trunk, leg=2, numbers=command.to_numbers, caller_id=command.bridge,
+            sdp=agent.remote_sdp, ring_timeout=ring_timeout, stop=stop,
+            stopped_by=lambda: BY_OTHER_LEG if agent_gone.done() else BY_API,
+        )  # fmt: skip
+    finally:
+        stopper.cancel()
+    if not isinstance(second, Answered):
+        agent_outcome = await hang_up(agent)
+        by = None if agent_gone.done() and not cancel.is_set() else BY_PLATFORM
+        if cancel.is_set():
+            by = BY_API
+        agent_verdict = finish_answered(agent_track, agent_outcome, by=by, to_wall=to_wall)
+        status = click_to_call_status(
+            agent_verdict, second.verdict,
+            leg1_hung_up_while_leg2_rang=second.gave_up and agent_gone.done(),
+        )  # fmt: skip
+        return status, f"leg 2: {second.verdict.explanation}"
+
+    customer, customer_track = second.call, second.track
+    connected = await _connect(agent, customer)
+    if connected is not None:
+        tracker.set_state("answered")
+        ending = await _until_either_ends(agent, customer, cancel)
+    else:
+        ending = None
+    verdicts = await _end_both(
+        (agent, agent_track), (customer, customer_track), ending, cancel, to_wall
+    )
+    if connected is None:
+        failure = platform_failure("the agent's phone refused the customer's media")
+        return click_to_call_status(verdicts[0], failure), failure.explanation
+    return click_to_call_status(verdicts[0], verdicts[1]), "both legs answered"
+
+
+async def _connect(agent: OutboundCall, customer: OutboundCall) -> bytes | None:
+    """Re-INVITE the agent with the customer's SDP; the agent's new answer, or None."""
+    try:
+        offer = _reoffer(agent, customer.remote_sdp)
+    except ValueError:
+        return None
+    status, answer = await agent.reinvite(offer)
+    return answer if 200 <= status < 300 else None
+
+
+def _reoffer(agent: OutboundCall, theirs: bytes) -> bytes:
+    """The customer's media description under our own SDP origin, one version up.
+
+    The agent saw our origin in the first offer; a re-offer in the same session keeps the
+    origin and raises its version (RFC 3264, section 8).
+    """
+    ours = SessionDescription.parse(agent.leg.local_sdp)
+    remote = SessionDescription.parse(theirs)
+    return dataclasses.replace(
+        remote,
+        origin_username=ours.origin_username,
+        session_id=ours.session_id,
+        session_version=ours.session_version + 1,
+        address=ours.address,
+    ).encode()
+
+
+async def _until_either_ends(
+    agent: OutboundCall, customer: OutboundCall, cancel: asyncio.Event
+) -> OutboundCall | None:
+    """The leg that hung up first, or None when the API cancelled the connected call."""
+    stopper: asyncio.Future[object] = asyncio.ensure_future(cancel.wait())
+    ends = {agent.ended(): agent, customer.ended(): customer}
+    waits: list[asyncio.Future[object]] = [stopper, *ends]  # type: ignore[list-item]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    for future, call in ends.items():
+        if future.done():
+            return call
+    return None
+
+
+async def _end_both(
+    agent: tuple[OutboundCall, LegTrack],
+    customer: tuple[OutboundCall, LegTrack],
+    first_gone: OutboundCall | None,
+    cancel: asyncio.Event,
+    to_wall: WallClock,
+) -> tuple[LegVerdict, LegVerdict]:
+    verdicts = []
+    for call, track in (agent, customer):
+        if first_gone is None:
+            by: str | None = BY_API if cancel.is_set() else BY_PLATFORM
+        elif call is first_gone:
+            by = None  # its own BYE: the outcome says the callee hung up
+        else:
+            by = BY_OTHER_LEG
+        outcome = await hang_up(call)
+        verdicts.append(finish_answered(track, outcome, by=by, to_wall=to_wall))
+    return verdicts[0], verdicts[1]

@@ -1,0 +1,156 @@
+"""Ringing legs: one number, or several at once where the first to answer wins.
+
+Shared by the outbound and click-to-call flows. A leg rings until it is answered, ends
+unanswered, or the engine gives up (``stop`` is set: the API cancelled, or the other party
+of a click-to-call hung up); giving up sends CANCEL and the leg's status says CANCEL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voiceplane.sip.outcome import Outcome
+from voiceplane.sip.ua import OutboundCall, Progress
+
+from .outcome import LegVerdict, leg_status, parallel_status
+from .tracker import BY_PLATFORM, CallTracker, LegTrack, WallClock, utcnow
+from .trunk import Trunk
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The leg that answered, still connected."""
+
+    call: OutboundCall
+    track: LegTrack
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """No leg answered: the combined verdict, and whether the engine gave up (CANCEL)."""
+
+    verdict: LegVerdict
+    gave_up: bool
+
+
+async def until_answered(
+    call: OutboundCall, stop: asyncio.Event, on_progress: Callable[[Progress], None]
+) -> bool | None:
+    """True once answered, False if it ended unanswered, None if ``stop`` was set first."""
+    answered = asyncio.ensure_future(call.answered())
+    watcher = asyncio.ensure_future(_watch_progress(call, on_progress))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((answered, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        stopper.cancel()
+    # ``answered`` is the call's own future, shared with other waiters: never cancel it.
+    return answered.result() if answered.done() else None
+
+
+async def _watch_progress(call: OutboundCall, on_progress: Callable[[Progress], None]) -> None:
+    # A 180 may have come before this task first ran: next_progress() only waits for new ones.
+    for earlier in call.progress:
+        on_progress(earlier)
+    while (progress := await call.next_progress()) is not None:
+        on_progress(progress)
+
+
+def _finish(
+    track: LegTrack, outcome: Outcome, *, gave_up: bool, by: str | None, to_wall: WallClock
+) -> LegVerdict:
+    verdict = leg_status(outcome, originator_gave_up=gave_up and not outcome.answered)
+    track.finish(outcome, verdict, to_wall=to_wall, hangup_by=by if gave_up else None)
+    return verdict
+
+
+async def ring(
+    tracker: CallTracker,
+    trunk: Trunk,
+    *,
+    leg: int,
+    numbers: tuple[str, ...],
+    caller_id: str | None,
+    sdp: bytes,
+    ring_timeout: float | None,
+    stop: asyncio.Event,
+    stopped_by: Callable[[], str],
+) -> Answered | Unanswered:
+    """Ring ``numbers`` at once as leg ``leg``; the first to answer wins, the rest get CANCEL.
+
+    ``stopped_by()`` names who gave up when ``stop`` is set (for the leg's ``hangup_by``).
+    """
+    to_wall = WallClock(trunk.ua.wall_time(0.0) or 0.0)
+    tries: list[tuple[OutboundCall, LegTrack]] = []
+    for number in numbers:
+        track = tracker.new_leg(leg, number)
+        call = trunk.dial(number, caller_id=caller_id, sdp=sdp, ring_timeout=ring_timeout)
+        track.sip_call_id = call.call_id
+        tries.append((call, track))
+    tracker.save()
+
+    def progressed(track: LegTrack) -> Callable[[Progress], None]:
+        def on_progress(progress: Progress) -> None:
+            if track.ring_time is None:
+                track.ring_time = utcnow()
+                if tracker.state == "ringing":
+                    tracker.save()
+                else:
+                    tracker.set_state("ringing")
+
+        return on_progress
+
+    waits = {
+        asyncio.ensure_future(until_answered(call, stop, progressed(track))): (call, track)
+        for call, track in tries
+    }
+    winner: tuple[OutboundCall, LegTrack] | None = None
+    pending = set(waits)
+    while pending and winner is None:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.result() and winner is None:
+                winner = waits[task]
+    # Whoever did not win is given up on: CANCEL if it still rings, BYE if it also answered.
+    gave_up = winner is not None or stop.is_set()
+    for task in pending:
+        task.cancel()
+    for call, _track in tries:
+        if winner is not None and call is winner[0]:
+            continue
+        if call.outcome is None:
+            call.cancel()  # after an answer that crossed, this sends BYE instead
+    verdicts: list[LegVerdict] = []
+    by = BY_PLATFORM if winner is not None else stopped_by()
+    for call, track in tries:
+        if winner is not None and call is winner[0]:
+            track.answer_time = utcnow()
+            continue
+        outcome = await call.ended()
+        verdicts.append(_finish(track, outcome, gave_up=gave_up, by=by, to_wall=to_wall))
+    if winner is not None:
+        return Answered(*winner)
+    if len(verdicts) == 1:
+        return Unanswered(verdicts[0], gave_up)
+    return Unanswered(
+        LegVerdict(parallel_status(verdicts), None, "rang in parallel"), gave_up
+    )
+
+
+async def hang_up(call: OutboundCall) -> Outcome:
+    """End an answered leg (BYE) unless it already ended; its outcome."""
+    if call.outcome is None:
+        call.hangup()
+    return await call.ended()
+
+
+def finish_answered(
+    track: LegTrack, outcome: Outcome, *, by: str | None, to_wall: WallClock
+) -> LegVerdict:
+    """Record the end of a leg that was answered; ``by`` overrides who hung up."""
+    verdict = leg_status(outcome)
+    track.finish(outcome, verdict, to_wall=to_wall, hangup_by=by)
+    return verdict

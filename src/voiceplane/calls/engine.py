@@ -1,0 +1,210 @@
+"""The call engine: takes queued calls from the store and carries them out over SIP.
+
+It is a long-running service of ``voiceplane serve`` and the API's doorbell
+(:class:`~voiceplane.calls.commands.CallCommands`). The store is the source of truth: the
+engine claims due calls from it (so several engines can share one PostgreSQL queue), keeps
+each live call in a :class:`~voiceplane.calls.tracker.CallTracker`, and writes every change
+through the group-commit writer. A call left unfinished by a crash is given its final
+status when the engine starts again (:func:`recover`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from voiceplane.media.backend import MediaBackend, MediaError
+from voiceplane.media.tts import load_target
+from voiceplane.store.models import Call
+from voiceplane.store.queue import CallCommand, cancel_requested, claim_due
+from voiceplane.store.writer import StoreWriter
+
+from .click_to_call import run_click_to_call
+from .outbound import run_outbound
+from .outcome import platform_failure
+from .recovery import recover
+from .status import Status
+from .tracker import CallTracker, utcnow
+from .trunk import Trunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    ring_timeout_s: float = 30.0  # when the call does not say
+    poll_interval_s: float = 0.5  # how often the queue is read without a doorbell
+    claim_batch: int = 200
+    max_active: int = 20_000  # calls carried out at once by this engine
+    prompt_cache: Path = Path("voiceplane-data/prompts")
+
+
+class CallEngine:
+    """Carries out outbound and click-to-call calls; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        writer: StoreWriter,
+        trunk: Callable[[], Trunk],
+        media: MediaBackend,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self._writer = writer
+        self._trunk = trunk
+        self._media = media
+        self.settings = settings or EngineSettings()
+        self._active: dict[str, CallTracker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.recovered = 0
+
+    # --- Service -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.recovered = await self._writer.submit(recover)
+        if self.recovered:
+            log.warning("gave a final status to %d calls interrupted by a stop", self.recovered)
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def stop(self) -> None:
+        """Stop taking calls; end the live ones (CANCEL or BYE) and store how they ended."""
+        self._stopping = True
+        self._wake.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+        for tracker in self._active.values():
+            tracker.cancel_requested.set()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+
+    # --- CallCommands --------------------------------------------------------------------------
+
+    def call_queued(self, call_id: str) -> None:
+        self._wake.set()
+
+    def cancel_requested(self, call_id: str) -> None:
+        tracker = self._active.get(call_id)
+        if tracker is not None:
+            tracker.cancel_requested.set()
+        else:
+            self._wake.set()  # still queued: the dispatcher completes it
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._active)
+
+    # --- the dispatcher ------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        settings = self.settings
+        last_cancel_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=settings.poll_interval_s)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                await self._writer.submit(_cancel_queued)
+                room = settings.max_active - len(self._active)
+                if room > 0:
+                    limit = min(room, settings.claim_batch)
+                    commands = await self._writer.submit(functools.partial(_claim, limit=limit))
+                    for command in commands:
+                        self._launch(command)
+                    if len(commands) == limit:
+                        self._wake.set()  # there may be more waiting
+                if loop.time() - last_cancel_sweep >= 1.0 and self._active:
+                    # Cancel requests stored by an API process that could not ring us.
+                    last_cancel_sweep = loop.time()
+                    ask = functools.partial(cancel_requested, call_ids=list(self._active))
+                    for call_id in await self._writer.submit(ask):
+                        self.cancel_requested(call_id)
+            except Exception:
+                log.exception("the call queue could not be read; retrying")
+                await asyncio.sleep(settings.poll_interval_s)
+
+    def _launch(self, command: CallCommand) -> None:
+        tracker = CallTracker(command, self._writer)
+        self._active[command.call_id] = tracker
+        task = asyncio.get_running_loop().create_task(self._carry_out(tracker))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _carry_out(self, tracker: CallTracker) -> None:
+        command = tracker.command
+        try:
+            tracker.save()
+            if tracker.cancel_requested.is_set():
+                await tracker.complete(Status.CANCEL, "cancelled before dialing")
+                return
+            ring_timeout = float(command.ring_timeout or self.settings.ring_timeout_s)
+            if command.service == "click2call":
+                await run_click_to_call(
+                    tracker, self._trunk(), self._media, ring_timeout=ring_timeout
+                )
+            else:
+                prompt = None
+                if command.target:
+                    try:
+                        prompt = await load_target(command.target, self.settings.prompt_cache)
+                    except MediaError as error:
+                        verdict = platform_failure(f"the target could not be prepared: {error}")
+                        tracker.new_leg(1, command.to_numbers[0]).fail(verdict)
+                        await tracker.complete(verdict.status, verdict.explanation)
+                        return
+                await run_outbound(
+                    tracker, self._trunk(), self._media, prompt=prompt, ring_timeout=ring_timeout
+                )
+        except Exception as error:
+            log.exception("call %s failed inside the platform", command.call_id)
+            await _store_failure(tracker, error)
+        finally:
+            self._active.pop(command.call_id, None)
+
+
+async def _store_failure(tracker: CallTracker, error: Exception) -> None:
+    verdict = platform_failure(f"internal error: {type(error).__name__}")
+    for track in tracker.legs:
+        if track.status is None:
+            track.fail(verdict)
+    status = Status.FAILED
+    if tracker.command.service == "click2call":
+        status = Status.FAILED_LEG2 if tracker.state == "answered" else Status.FAILED_LEG1
+    with contextlib.suppress(Exception):
+        await tracker.complete(status, verdict.explanation)
+
+
+def _claim(session: Session, *, limit: int) -> list[CallCommand]:
+    return claim_due(session, now=utcnow(), limit=limit)
+
+
+def _cancel_queued(session: Session) -> int:
+    """Complete queued calls that were cancelled before the engine took them."""
+    now = utcnow()
+    result = session.execute(
+        update(Call)
+        .where(Call.state == "queued", Call.cancel_requested_at.is_not(None))
+        .values(
+            state="completed",
+            status=Status.CANCEL.value,
+            reason="cancelled before dialing",
+            end_time=now,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

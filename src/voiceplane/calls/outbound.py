@@ -1,0 +1,101 @@
+"""An outbound call: dial ``to`` from the bridge number, play the target, hang up.
+
+One attempt per run. An unanswered attempt (busy, no answer, congestion) is put back in the
+queue while the call has retries left; the status of the call is that of its last attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Final
+
+from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
+
+from .dialing import Answered, finish_answered, hang_up, ring
+from .outcome import LegVerdict, platform_failure
+from .status import Status
+from .tracker import BY_API, BY_PLATFORM, CallTracker, WallClock, utcnow
+from .trunk import Trunk
+
+# Outcomes worth another try later: the callee may pick up next time. A number that does
+# not exist (CHANUNAVAIL) or a call the application cancelled is not retried.
+RETRIED: Final = frozenset({Status.NOANSWER, Status.BUSY, Status.CONGESTION})
+
+
+async def run_outbound(
+    tracker: CallTracker,
+    trunk: Trunk,
+    media: MediaBackend,
+    *,
+    prompt: bytes | None,
+    ring_timeout: float,
+) -> None:
+    """Carry out one attempt of an outbound call, and store how it ended."""
+    command = tracker.command
+    number = command.to_numbers[0]
+    try:
+        session = await media.open_session()
+    except MediaError as error:
+        await _fail(tracker, number, f"media setup failed: {error}")
+        return
+    try:
+        verdict = await _attempt(tracker, trunk, session, number, prompt, ring_timeout)
+    finally:
+        with contextlib.suppress(Exception):
+            await session.close()
+    status = verdict.status
+    if status in RETRIED and command.attempts <= command.retry:
+        at = utcnow() + timedelta(seconds=command.retry_interval)
+        await tracker.requeue(at, f"attempt {command.attempts}: {verdict.explanation}")
+        return
+    await tracker.complete(status, verdict.explanation)
+
+
+async def _attempt(
+    tracker: CallTracker,
+    trunk: Trunk,
+    session: MediaSession,
+    number: str,
+    prompt: bytes | None,
+    ring_timeout: float,
+) -> LegVerdict:
+    cancel = tracker.cancel_requested
+    result = await ring(
+        tracker, trunk, leg=1, numbers=(number,), caller_id=tracker.command.bridge,
+        sdp=session.offer(), ring_timeout=ring_timeout, stop=cancel,
+        stopped_by=lambda: BY_API,
+    )  # fmt: skip
+    if not isinstance(result, Answered):
+        return result.verdict
+    call, track = result.call, result.track
+    tracker.set_state("answered")
+    to_wall = WallClock(trunk.ua.wall_time(0.0) or 0.0)
+    try:
+        session.accept_answer(call.remote_sdp)
+    except MediaError as error:
+        outcome = await hang_up(call)
+        finish_answered(track, outcome, by=BY_PLATFORM, to_wall=to_wall)
+        return platform_failure(f"media setup failed: {error}")
+    ended = call.ended()
+    playing = asyncio.ensure_future(session.play(prompt)) if prompt else None
+    stopper = asyncio.ensure_future(cancel.wait())
+    waits: set[asyncio.Future[object]] = {ended, stopper}  # type: ignore[arg-type]
+    if playing is not None:
+        waits.add(playing)  # type: ignore[arg-type]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    by: str | None = BY_API if cancel.is_set() and not ended.done() else BY_PLATFORM
+    if playing is not None and not playing.done():
+        playing.cancel()
+    if ended.done():
+        by = None  # the callee hung up first: the outcome says so
+    outcome = await hang_up(call)
+    return finish_answered(track, outcome, by=by, to_wall=to_wall)
+
+
+async def _fail(tracker: CallTracker, number: str, reason: str) -> None:
+    verdict = platform_failure(reason)
+    tracker.new_leg(1, number).fail(verdict)
+    await tracker.complete(verdict.status, reason)
