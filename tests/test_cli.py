@@ -81,6 +81,7 @@ def started(tmp_path: Path) -> Iterator[Running]:
             "VOICEPLANE_API_LISTEN": f"127.0.0.1:{api_port}",
             "VOICEPLANE_SIP_LISTEN": f"127.0.0.1:{sip_port}",
             "VOICEPLANE_DATA_DIR": str(tmp_path / "data"),
+            "VOICEPLANE_SANDBOX_LISTEN": f"127.0.0.1:{free_port()}",
         }
     )
     log = tmp_path / "serve.log"
@@ -601,3 +602,33 @@ def test_call_usage_errors_exit_2(
 
     assert result.exit_code == 2
     assert words in result.output
+
+
+def test_call_through_a_running_serve_and_its_sandbox_operator(
+    started: Running, tmp_path: Path
+) -> None:
+    """The whole path: CLI -> HTTP API -> engine -> SIP -> sandbox operator, which answers a
+    number ending in 486 with 486 Busy Here."""
+    wait_until_healthy(started)
+    env = {
+        "VOICEPLANE_DATA_DIR": str(tmp_path / "data"),
+        "VOICEPLANE_API_LISTEN": f"127.0.0.1:{started.api_port}",
+    }
+    created = run_cli("account", "create", "Acme", "--json", env=env, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    account = json.loads(created.stdout)
+    added = run_cli("number", "add", "+918067000001", "--account", account["sid"], env=env,
+                    cwd=tmp_path)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    call = ["call", "+919812345486", "--bridge", "+918067000001", "--account", account["sid"],
+            "--wait", "20"]  # fmt: skip
+
+    busy = run_cli(*call, "--api-key", account["api_key"], env=env, cwd=tmp_path)
+    refused = run_cli(*call, "--api-key", "vpk_wrong", env=env, cwd=tmp_path)
+
+    assert busy.returncode == 0, busy.stdout + busy.stderr + started.output()
+    assert "leg 1 +919812345486: ended BUSY (SIP 486 Busy Here" in busy.stdout
+    assert f"status {Status.BUSY.value} " in busy.stdout
+    assert refused.returncode == 1
+    assert "the API refused the call (401)" in refused.stderr
+    assert "Traceback" not in busy.stderr + refused.stderr + started.output()
