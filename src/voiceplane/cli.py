@@ -54,6 +54,7 @@ def serve_command(config: ConfigOption = None) -> None:
                 platform.services,
                 sessions=platform.sessions,
                 commands=platform.commands,
+                writer=platform.writer,
             )
         )
     except ServeError as exc:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from voiceplane.api.app import create_app
 from voiceplane.calls.commands import CallCommands
 from voiceplane.config import Config
+from voiceplane.store.writer import StoreWriter
 
 GRACEFUL_HTTP_SHUTDOWN_S = 5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -67,6 +68,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     sessions: sessionmaker[Session] | None = None,
     commands: CallCommands | None = None,
+    writer: StoreWriter | None = None,
 ) -> None:
     """Run ``services`` and the HTTP API until SIGINT/SIGTERM, or until ``stop`` is set.
 
@@ -76,7 +78,7 @@ async def serve(
     """
     stop = stop if stop is not None else asyncio.Event()
     readiness = _Readiness()
-    server = _build_server(config, readiness, sessions, commands)
+    server = _build_server(config, readiness, sessions, commands, writer)
     readiness.server = server
     with _signal_handlers(stop, server):
         async with contextlib.AsyncExitStack() as running:
@@ -92,8 +94,9 @@ def _build_server(
     ready: _Readiness,
     sessions: sessionmaker[Session] | None,
     commands: CallCommands | None,
+    writer: StoreWriter | None,
 ) -> uvicorn.Server:
-    app = create_app(config, ready=ready, sessions=sessions, commands=commands)
+    app = create_app(config, ready=ready, sessions=sessions, commands=commands, writer=writer)
     listen = config.api.listen
     return _Server(
         uvicorn.Config(

@@ -23,6 +23,7 @@ from voiceplane.sip.digest import Credentials
 from voiceplane.sip.timers import TimerValues
 from voiceplane.sip_service import SipService
 from voiceplane.store.service import StoreService
+from voiceplane.store.writer import StoreWriter
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Platform:
 
     services: list[Service]
     sessions: sessionmaker[Session]
+    writer: StoreWriter
     commands: CallCommands
     engine: CallEngine
     sandbox: SandboxOperator | None
@@ -85,7 +87,7 @@ def build_platform(config: Config) -> Platform:
         settings=EngineSettings(prompt_cache=config.data.dir / "prompts"),
     )
     services.append(engine)
-    return Platform(services, store.sessions, engine, engine, sandbox)
+    return Platform(services, store.sessions, store.writer, engine, engine, sandbox)
 
 
 def build_services(config: Config) -> list[Service]:

@@ -198,7 +198,7 @@ VALID_C2C = {"from": "+919876543210", "to": "+919812345678", "bridge": BRIDGE}
         ({"retry": "-1"}, "retry", "greater than or equal to 0"),
         ({"retry": "twice"}, "retry", "integer"),
         ({"interval": "5"}, "interval", "greater than or equal to 10"),
-        ({"timeout": "2"}, "timeout", "greater than or equal to 5"),
+        ({"timeout": "0"}, "timeout", "greater than or equal to 1"),
         ({"timeout": "600"}, "timeout", "less than or equal to 180"),
         ({"time": "2001-01-01T00:00:00Z"}, "time", "not in the future"),
         ({"time": "in an hour"}, "time", "not a time"),

@@ -131,6 +131,7 @@ async def running_platform(
             stop=stop,
             sessions=platform.sessions,
             commands=platform.commands,
+            writer=platform.writer,
         )
     )
     base = f"http://{config.api.listen.host}:{config.api.listen.port}"

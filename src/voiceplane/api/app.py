@@ -27,6 +27,7 @@ from voiceplane.api.deps import Backend
 from voiceplane.api.errors import ApiError
 from voiceplane.calls.commands import CallCommands, NoEngine
 from voiceplane.config import Config
+from voiceplane.store.writer import StoreWriter
 
 MEDIA_DIR = "media"  # under the data directory: where relative .wav targets are looked for
 
@@ -69,12 +70,14 @@ def create_app(
     ready: Callable[[], bool],
     sessions: sessionmaker[Session] | None = None,
     commands: CallCommands | None = None,
+    writer: StoreWriter | None = None,
 ) -> FastAPI:
     """Build the HTTP app; ``ready()`` says whether the whole process is ready to serve.
 
     ``sessions`` is the store the voice API reads and writes; ``commands`` is the engine's
     doorbell, rung after a call or a cancel request was committed (default: no engine in
-    this process, the engines poll the store).
+    this process, the engines poll the store); ``writer``, when given, stores new calls
+    through the group-commit writer (see :class:`voiceplane.api.deps.Backend`).
     """
     app = FastAPI(
         title="voiceplane",
@@ -90,6 +93,7 @@ def create_app(
             sessions=sessions,
             commands=commands if commands is not None else NoEngine(),
             media_dir=(config.data.dir / MEDIA_DIR).absolute(),
+            writer=writer,
         )
         app.include_router(voice.router, responses={401: {"model": ErrorBody}})
         app.include_router(legacy.router)

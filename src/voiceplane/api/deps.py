@@ -6,31 +6,94 @@ There are no globals: :func:`voiceplane.api.app.create_app` puts one :class:`Bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from voiceplane.api.errors import Unauthorized
 from voiceplane.api.fields import OrderContext
 from voiceplane.calls.commands import CallCommands
 from voiceplane.store import repository
 from voiceplane.store.models import Account, utcnow
+from voiceplane.store.writer import StoreWriter
+
+T = TypeVar("T")
+
+# How long a key that was just checked is trusted without asking the database again. A
+# revoked key keeps working at most this long in each API process.
+KEY_CACHE_S: Final = 5.0
+KEY_CACHE_SIZE: Final = 10_000
+
+
+@dataclass
+class KeyCache:
+    """Accounts recently authenticated, by SID and key hash (never the key itself)."""
+
+    ttl_s: float = KEY_CACHE_S
+    _entries: dict[tuple[str, str], tuple[Account, float]] = field(default_factory=dict)
+
+    def get(self, sid: str, api_key: str) -> Account | None:
+        entry = self._entries.get((sid, repository.hash_api_key(api_key)))
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, sid: str, api_key: str, account: Account) -> None:
+        if len(self._entries) >= KEY_CACHE_SIZE:
+            self._entries.clear()  # crude, but bounded; entries are cheap to make again
+        key = (sid, repository.hash_api_key(api_key))
+        self._entries[key] = (account, time.monotonic() + self.ttl_s)
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The store the API reads and writes, and the engine it tells about new work."""
+    """The store the API reads and writes, and the engine it tells about new work.
+
+    With a ``writer`` (``voiceplane serve`` has one), new calls are stored through the
+    store's group-commit writer: many requests share one transaction and one fsync, and
+    the HTTP handlers never wait on SQLite's write lock.
+    """
 
     sessions: sessionmaker[Session]
     commands: CallCommands
     media_dir: Path
+    writer: StoreWriter | None = None
+    keys: KeyCache = field(default_factory=KeyCache)
 
     def order_context(self) -> OrderContext:
         """What validating a call request needs: the time now and where audio files are."""
         return OrderContext(media_dir=self.media_dir, now=utcnow())
+
+    async def account(self, *, sid: str, api_key: str | None) -> Account:
+        """The account ``sid`` if ``api_key`` is one of its keys; else :class:`Unauthorized`."""
+        if api_key:
+            cached = self.keys.get(sid, api_key)
+            if cached is not None:
+                return cached
+        account = await run_in_threadpool(self._authenticate, sid, api_key)
+        assert api_key  # authenticate raised otherwise
+        self.keys.put(sid, api_key, account)
+        return account
+
+    def _authenticate(self, sid: str, api_key: str | None) -> Account:
+        with self.sessions.begin() as session:
+            return authenticate(session, sid=sid, api_key=api_key)
+
+    async def write(self, job: Callable[[Session], T]) -> T:
+        """Run ``job`` in a transaction and commit; returns once it is durable."""
+        if self.writer is not None:
+            return await self.writer.submit(job)
+        return await run_in_threadpool(self._write_now, job)
+
+    def _write_now(self, job: Callable[[Session], T]) -> T:
+        with self.sessions.begin() as session:
+            return job(session)
 
 
 def backend(request: Request) -> Backend:

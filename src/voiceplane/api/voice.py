@@ -67,14 +67,15 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     summary="Place an outbound call",
     openapi_extra=request_body(OutboundRequest),
 )
-def place_outbound(
+async def place_outbound(
     sid: str, fields: body.Fields, backend: BackendDep, api_key: ApiKeyHeader = None
 ) -> CallAccepted:
     """Call ``to`` from your ``bridge`` number and play ``target`` when it answers."""
-    with backend.sessions.begin() as session:
-        account = authenticate(session, sid=sid, api_key=api_key)
-        order = body.validate(OutboundRequest, fields, context=backend.order_context())
-        call_id = store_outbound(session, account=account, order=order).id
+    account = await backend.account(sid=sid, api_key=api_key)
+    order = body.validate(OutboundRequest, fields, context=backend.order_context())
+    call_id = await backend.write(
+        lambda session: store_outbound(session, account=account, order=order).id
+    )
     backend.commands.call_queued(call_id)
     return CallAccepted(id=call_id)
 
@@ -86,14 +87,15 @@ def place_outbound(
     summary="Connect two numbers",
     openapi_extra=request_body(ClickToCallRequest),
 )
-def place_click_to_call(
+async def place_click_to_call(
     sid: str, fields: body.Fields, backend: BackendDep, api_key: ApiKeyHeader = None
 ) -> CallAccepted:
     """Call ``from`` first; once it answers, call ``to`` and connect the two."""
-    with backend.sessions.begin() as session:
-        account = authenticate(session, sid=sid, api_key=api_key)
-        order = body.validate(ClickToCallRequest, fields, context=backend.order_context())
-        call_id = store_click_to_call(session, account=account, order=order).id
+    account = await backend.account(sid=sid, api_key=api_key)
+    order = body.validate(ClickToCallRequest, fields, context=backend.order_context())
+    call_id = await backend.write(
+        lambda session: store_click_to_call(session, account=account, order=order).id
+    )
     backend.commands.call_queued(call_id)
     return CallAccepted(id=call_id)
 

@@ -90,7 +90,8 @@ async def ring(
         call = trunk.dial(number, caller_id=caller_id, sdp=sdp, ring_timeout=ring_timeout)
         track.sip_call_id = call.call_id
         tries.append((call, track))
-    tracker.save()
+    # Not saved yet: the first provisional response (or the end) stores the new legs, which
+    # spares the store a write per leg on the busy path.
 
     def progressed(track: LegTrack) -> Callable[[Progress], None]:
         def on_progress(progress: Progress) -> None:

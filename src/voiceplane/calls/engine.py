@@ -148,7 +148,7 @@ class CallEngine:
     async def _carry_out(self, tracker: CallTracker) -> None:
         command = tracker.command
         try:
-            tracker.save()
+            # The claim already stored "dialing"; the next save is when something rings.
             if tracker.cancel_requested.is_set():
                 await tracker.complete(Status.CANCEL, "cancelled before dialing")
                 return

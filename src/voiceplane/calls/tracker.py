@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from voiceplane.sip.outcome import Outcome, Party
-from voiceplane.store.progress import CallProgress, LegProgress, save_progress
+from voiceplane.store.progress import CallProgress, LegProgress, save_many
 from voiceplane.store.queue import CallCommand
 from voiceplane.store.writer import StoreWriter
 
@@ -179,7 +179,4 @@ class CallTracker:
         )
 
     def save(self) -> asyncio.Future[None]:
-        snapshot = self.snapshot()
-        return self._writer.submit(
-            lambda session: save_progress(session, snapshot), key=("call", self.call_id)
-        )
+        return self._writer.submit_item(save_many, self.snapshot(), key=("call", self.call_id))

@@ -11,10 +11,10 @@ Plain SQL (SQLAlchemy Core) rather than the ORM: this is the engine's hot path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -72,35 +72,42 @@ _CALL_FIELDS = (
 )
 
 
+_LEG_FIELDS = tuple(LegProgress.__dataclass_fields__)
+
+
 def save_progress(session: Session, progress: CallProgress) -> None:
     """Store ``progress``: update the call, insert or update each of its legs."""
     save_many(session, [progress])
 
 
 def save_many(session: Session, snapshots: Sequence[CallProgress]) -> None:
-    """Store several snapshots with one statement per table."""
+    """Store several snapshots with one executemany per table."""
     if not snapshots:
         return
     now = utcnow()
     call_rows = [
-        {"id": snap.call_id, "updated_at": now}
+        {"call_id": snap.call_id, "updated_at": now}
         | {name: getattr(snap, name) for name in _CALL_FIELDS}
         for snap in snapshots
     ]
-    session.execute(update(Call), call_rows)
+    calls = Call.__table__
+    session.execute(
+        update(calls)  # type: ignore[arg-type]
+        .where(calls.c.id == bindparam("call_id"))
+        .values({name: bindparam(name) for name in (*_CALL_FIELDS, "updated_at")}),
+        call_rows,
+    )
     leg_rows = [
-        asdict(leg) | {"call_id": snap.call_id} for snap in snapshots for leg in snap.legs
+        {name: getattr(leg, name) for name in _LEG_FIELDS} | {"call_id": snap.call_id}
+        for snap in snapshots
+        for leg in snap.legs
     ]
     if not leg_rows:
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Leg.__table__)  # type: ignore[arg-type]
-    changing = {
-        name: statement.excluded[name]
-        for name in LegProgress.__dataclass_fields__
-        if name not in ("seq",)
-    }
+    changing = {name: statement.excluded[name] for name in _LEG_FIELDS if name != "seq"}
     session.execute(
         statement.on_conflict_do_update(index_elements=["call_id", "seq"], set_=changing),
         leg_rows,

@@ -30,10 +30,21 @@ Job = Callable[[Session], Any]
 log = logging.getLogger(__name__)
 
 
+BulkApply = Callable[[Session, list[Any]], None]
+
+
 @dataclass
 class _Pending:
-    job: Job
+    job: Job | None
     waiters: list[asyncio.Future[Any]] = field(default_factory=list)
+    bulk: tuple[BulkApply, Any] | None = None  # (apply, item): applied with its kind at once
+
+    def run_alone(self, session: Session) -> Any:
+        if self.bulk is not None:
+            apply, item = self.bulk
+            return apply(session, [item])
+        assert self.job is not None
+        return self.job(session)
 
 
 class WriterStopped(RuntimeError):
@@ -73,21 +84,36 @@ class StoreWriter:
 
     def submit(self, job: Callable[[Session], T], *, key: object = None) -> asyncio.Future[T]:
         """Queue ``job(session)``; the future resolves once its transaction committed."""
+        return self._queue(job, None, key)
+
+    def submit_item(
+        self, apply: BulkApply, item: object, *, key: object = None
+    ) -> asyncio.Future[None]:
+        """Queue ``item`` to be written by ``apply(session, items)`` with others of its kind.
+
+        All items pending for the same ``apply`` go to one call of it (one executemany
+        instead of a statement each); they are applied after the batch's plain jobs.
+        """
+        return self._queue(None, (apply, item), key)
+
+    def _queue(
+        self, job: Job | None, bulk: tuple[BulkApply, Any] | None, key: object
+    ) -> asyncio.Future[Any]:
         loop = self._loop
         if loop is None:
             raise WriterStopped("the store writer is not started")
-        waiter: asyncio.Future[T] = loop.create_future()
+        waiter: asyncio.Future[Any] = loop.create_future()
         with self._lock:
             if self._stopping:
                 raise WriterStopped("the store writer is stopping")
             token: object = key if key is not None else object()
             pending = self._pending.get(token)
             if pending is None:
-                self._pending[token] = _Pending(job, [waiter])
+                self._pending[token] = _Pending(job, [waiter], bulk)
                 self._order.append(token)
                 self._lock.notify()
             else:
-                pending.job = job
+                pending.job, pending.bulk = job, bulk
                 pending.waiters.append(waiter)
         return waiter
 
@@ -114,7 +140,7 @@ class StoreWriter:
             self.jobs += len(batch)
             try:
                 with self._sessions.begin() as session:
-                    results = [item.job(session) for item in batch]
+                    results = self._apply(session, batch)
             except Exception:
                 log.warning("a batch of %d store writes failed; retrying one by one", len(batch))
                 for item in batch:
@@ -123,10 +149,21 @@ class StoreWriter:
             for item, result in zip(batch, results, strict=True):
                 self._resolve(item, result, None)
 
+    @staticmethod
+    def _apply(session: Session, batch: list[_Pending]) -> list[Any]:
+        results = [None if item.job is None else item.job(session) for item in batch]
+        groups: dict[BulkApply, list[Any]] = {}
+        for item in batch:
+            if item.bulk is not None:
+                groups.setdefault(item.bulk[0], []).append(item.bulk[1])
+        for apply, items in groups.items():
+            apply(session, items)
+        return results
+
     def _run_alone(self, item: _Pending) -> None:
         try:
             with self._sessions.begin() as session:
-                result = item.job(session)
+                result = item.run_alone(session)
         except Exception as error:  # handed to the waiter, which decides
             self._resolve(item, None, error)
         else:
