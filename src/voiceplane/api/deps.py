@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from voiceplane.api.errors import Unauthorized
 from voiceplane.api.fields import OrderContext
+from voiceplane.api.placing import own_number
 from voiceplane.calls.commands import CallCommands
 from voiceplane.store import repository
 from voiceplane.store.models import Account, utcnow
@@ -33,10 +34,12 @@ KEY_CACHE_SIZE: Final = 10_000
 
 @dataclass
 class KeyCache:
-    """Accounts recently authenticated, by SID and key hash (never the key itself)."""
+    """Accounts recently authenticated, by SID and key hash (never the key itself), and
+    numbers recently seen to belong to an account (a bridge used call after call)."""
 
     ttl_s: float = KEY_CACHE_S
     _entries: dict[tuple[str, str], tuple[Account, float]] = field(default_factory=dict)
+    _numbers: dict[tuple[int, str], float] = field(default_factory=dict)
 
     def get(self, sid: str, api_key: str) -> Account | None:
         entry = self._entries.get((sid, repository.hash_api_key(api_key)))
@@ -49,6 +52,16 @@ class KeyCache:
             self._entries.clear()  # crude, but bounded; entries are cheap to make again
         key = (sid, repository.hash_api_key(api_key))
         self._entries[key] = (account, time.monotonic() + self.ttl_s)
+
+    def owns(self, account_id: int, e164: str) -> bool:
+        """Whether ``e164`` was recently seen to be a number of ``account_id``."""
+        until = self._numbers.get((account_id, e164))
+        return until is not None and until >= time.monotonic()
+
+    def remember_number(self, account_id: int, e164: str) -> None:
+        if len(self._numbers) >= KEY_CACHE_SIZE:
+            self._numbers.clear()
+        self._numbers[(account_id, e164)] = time.monotonic() + self.ttl_s
 
 
 @dataclass(frozen=True)
@@ -85,18 +98,31 @@ class Backend:
         with self.sessions.begin() as session:
             return authenticate(session, sid=sid, api_key=api_key)
 
-    async def write(self, job: Callable[[Session], T]) -> T:
-        """Run ``job`` in a transaction and commit; returns once it is durable."""
+    async def check_own_number(self, account: Account, e164: str) -> None:
+        """:class:`InvalidInput` (field ``bridge``) unless ``e164`` is a number of ``account``."""
+        if self.keys.owns(account.id, e164):
+            return
+        await run_in_threadpool(self._check_own_number, account, e164)
+        self.keys.remember_number(account.id, e164)
+
+    def _check_own_number(self, account: Account, e164: str) -> None:
+        with self.sessions.begin() as session:
+            own_number(session, account=account, e164=e164)
+
+    async def insert_call(self, row: dict[str, Any]) -> str:
+        """Store a new call row (``repository.call_row``); returns its id once durable."""
         if self.writer is not None:
-            return await self.writer.submit(job)
-        return await run_in_threadpool(self._write_now, job)
+            await self.writer.submit_item(repository.insert_calls, row)
+        else:
+            await run_in_threadpool(self._write_now, lambda s: repository.insert_calls(s, [row]))
+        return str(row["id"])
 
     def _write_now(self, job: Callable[[Session], T]) -> T:
         with self.sessions.begin() as session:
             return job(session)
 
 
-def backend(request: Request) -> Backend:
+async def backend(request: Request) -> Backend:
     found: Backend = request.app.state.backend
     return found
 

@@ -188,10 +188,10 @@ def _click2call(session: Session, account: Account, params: Params, backend: Bac
         order = body.validate(
             ClickToCallRequest, fields, context=backend.order_context(), names=names
         )
-        call = store_click_to_call(session, account=account, order=order)
+        call_id = store_click_to_call(session, account=account, order=order)
     except ApiError as error:
         raise error.renamed(names) from None
-    return Outcome({"id": call.id}, (call.id,))
+    return Outcome({"id": call_id}, (call_id,))
 
 
 def _voice_call(session: Session, account: Account, params: Params, backend: Backend) -> Outcome:
@@ -217,7 +217,7 @@ def _voice_call(session: Session, account: Account, params: Params, backend: Bac
     for number in numbers:
         try:
             order = body.validate(OutboundRequest, {**fields, "to": number}, context=context)
-            ids.append(store_outbound(session, account=account, order=order).id)
+            ids.append(store_outbound(session, account=account, order=order))
         except ApiError as error:
             raise error.renamed({**names, "to": "numbers"}) from None
     return Outcome({"id": ids[0], "ids": ids}, tuple(ids))

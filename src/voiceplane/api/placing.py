@@ -10,22 +10,23 @@ value in the request, like a malformed number, and answering 404 would suggest a
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from voiceplane.api.errors import InvalidInput
 from voiceplane.api.schemas import ClickToCallRequest, OutboundRequest
 from voiceplane.store import repository
-from voiceplane.store.models import Account, Call
+from voiceplane.store.models import Account
 
 
-def store_outbound(session: Session, *, account: Account, order: OutboundRequest) -> Call:
-    """A queued outbound call for ``order``."""
-    return repository.create_call(
-        session,
-        account=account,
+def outbound_row(*, account: Account, order: OutboundRequest) -> dict[str, Any]:
+    """The row of a queued outbound call for ``order`` (its ``id`` is the call id)."""
+    return repository.call_row(
+        account_id=account.id,
         service="outbound",
         to_number=order.to,
-        bridge=own_number(session, account=account, e164=order.bridge),
+        bridge=order.bridge,
         target=order.target,
         retry=order.retry,
         retry_interval=order.interval,
@@ -37,17 +38,14 @@ def store_outbound(session: Session, *, account: Account, order: OutboundRequest
     )
 
 
-def store_click_to_call(
-    session: Session, *, account: Account, order: ClickToCallRequest
-) -> Call:
-    """A queued click-to-call for ``order``."""
-    return repository.create_call(
-        session,
-        account=account,
+def click_to_call_row(*, account: Account, order: ClickToCallRequest) -> dict[str, Any]:
+    """The row of a queued click-to-call for ``order``."""
+    return repository.call_row(
+        account_id=account.id,
         service="click2call",
         from_number=order.from_,
         to_number=order.to,
-        bridge=own_number(session, account=account, e164=order.bridge),
+        bridge=order.bridge,
         retry=order.retry,
         scheduled_at=order.time,
         ring_timeout=order.timeout,
@@ -55,6 +53,24 @@ def store_click_to_call(
         dlr_url=order.dlrurl,
         custom=order.custom,
     )
+
+
+def store_outbound(session: Session, *, account: Account, order: OutboundRequest) -> str:
+    """Check the bridge and store a queued outbound call; its id."""
+    own_number(session, account=account, e164=order.bridge)
+    row = outbound_row(account=account, order=order)
+    repository.insert_calls(session, [row])
+    return str(row["id"])
+
+
+def store_click_to_call(
+    session: Session, *, account: Account, order: ClickToCallRequest
+) -> str:
+    """Check the bridge and store a queued click-to-call; its id."""
+    own_number(session, account=account, e164=order.bridge)
+    row = click_to_call_row(account=account, order=order)
+    repository.insert_calls(session, [row])
+    return str(row["id"])
 
 
 def own_number(session: Session, *, account: Account, e164: str, field: str = "bridge") -> str:

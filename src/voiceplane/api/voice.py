@@ -20,7 +20,7 @@ from voiceplane.api import body, records
 from voiceplane.api.deps import ApiKeyHeader, BackendDep, authenticate
 from voiceplane.api.errors import Conflict, InvalidInput, NotFound
 from voiceplane.api.filters import CallFilters
-from voiceplane.api.placing import store_click_to_call, store_outbound
+from voiceplane.api.placing import click_to_call_row, outbound_row
 from voiceplane.api.schemas import (
     CallAccepted,
     CallLogPage,
@@ -73,9 +73,8 @@ async def place_outbound(
     """Call ``to`` from your ``bridge`` number and play ``target`` when it answers."""
     account = await backend.account(sid=sid, api_key=api_key)
     order = body.validate(OutboundRequest, fields, context=backend.order_context())
-    call_id = await backend.write(
-        lambda session: store_outbound(session, account=account, order=order).id
-    )
+    await backend.check_own_number(account, order.bridge)
+    call_id = await backend.insert_call(outbound_row(account=account, order=order))
     backend.commands.call_queued(call_id)
     return CallAccepted(id=call_id)
 
@@ -93,9 +92,8 @@ async def place_click_to_call(
     """Call ``from`` first; once it answers, call ``to`` and connect the two."""
     account = await backend.account(sid=sid, api_key=api_key)
     order = body.validate(ClickToCallRequest, fields, context=backend.order_context())
-    call_id = await backend.write(
-        lambda session: store_click_to_call(session, account=account, order=order).id
-    )
+    await backend.check_own_number(account, order.bridge)
+    call_id = await backend.insert_call(click_to_call_row(account=account, order=order))
     backend.commands.call_queued(call_id)
     return CallAccepted(id=call_id)
 

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 class EngineSettings:
     ring_timeout_s: float = 30.0  # when the call does not say
     poll_interval_s: float = 0.5  # how often the queue is read without a doorbell
+    gather_s: float = 0.005  # after a doorbell, how long to let more calls arrive
     claim_batch: int = 200
     max_active: int = 20_000  # calls carried out at once by this engine
     prompt_cache: Path = Path("voiceplane-data/prompts")
@@ -67,6 +68,7 @@ class CallEngine:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopping = False
+        self._cancel_waiting = False
         self.recovered = 0
 
     # --- Service -------------------------------------------------------------------------------
@@ -100,7 +102,8 @@ class CallEngine:
         if tracker is not None:
             tracker.cancel_requested.set()
         else:
-            self._wake.set()  # still queued: the dispatcher completes it
+            self._cancel_waiting = True  # still queued: the dispatcher completes it
+            self._wake.set()
 
     @property
     def active_calls(self) -> int:
@@ -110,16 +113,24 @@ class CallEngine:
 
     async def _dispatch(self) -> None:
         settings = self.settings
-        last_cancel_sweep = 0.0
         loop = asyncio.get_running_loop()
+        last_sweep = 0.0
         while not self._stopping:
+            rung = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=settings.poll_interval_s)
+                rung = True
+            if rung and not self._stopping:
+                # Doorbells come in bursts under load: one claim for all of them.
+                await asyncio.sleep(settings.gather_s)
             self._wake.clear()
             if self._stopping:
                 break
             try:
-                await self._writer.submit(_cancel_queued)
+                sweep = loop.time() - last_sweep >= settings.poll_interval_s
+                if sweep or self._cancel_waiting:
+                    self._cancel_waiting = False
+                    await self._writer.submit(_cancel_queued)
                 room = settings.max_active - len(self._active)
                 if room > 0:
                     limit = min(room, settings.claim_batch)
@@ -128,12 +139,14 @@ class CallEngine:
                         self._launch(command)
                     if len(commands) == limit:
                         self._wake.set()  # there may be more waiting
-                if loop.time() - last_cancel_sweep >= 1.0 and self._active:
+                if sweep and self._active:
                     # Cancel requests stored by an API process that could not ring us.
-                    last_cancel_sweep = loop.time()
+                    last_sweep = loop.time()
                     ask = functools.partial(cancel_requested, call_ids=list(self._active))
                     for call_id in await self._writer.submit(ask):
                         self.cancel_requested(call_id)
+                elif sweep:
+                    last_sweep = loop.time()
             except Exception:
                 log.exception("the call queue could not be read; retrying")
                 await asyncio.sleep(settings.poll_interval_s)

@@ -10,11 +10,12 @@ Plain SQL (SQLAlchemy Core) rather than the ORM: this is the engine's hot path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Executable, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -90,25 +91,38 @@ def save_many(session: Session, snapshots: Sequence[CallProgress]) -> None:
         | {name: getattr(snap, name) for name in _CALL_FIELDS}
         for snap in snapshots
     ]
-    calls = Call.__table__
-    session.execute(
-        update(calls)  # type: ignore[arg-type]
-        .where(calls.c.id == bindparam("call_id"))
-        .values({name: bindparam(name) for name in (*_CALL_FIELDS, "updated_at")}),
-        call_rows,
-    )
+    # Core on the session's connection: no ORM work for rows the ORM does not hold.
+    connection = session.connection()
+    statements = _statements(connection.dialect.name)
+    connection.execute(statements.update_calls, call_rows)
     leg_rows = [
         {name: getattr(leg, name) for name in _LEG_FIELDS} | {"call_id": snap.call_id}
         for snap in snapshots
         for leg in snap.legs
     ]
-    if not leg_rows:
-        return
-    dialect = session.get_bind().dialect.name
+    if leg_rows:
+        connection.execute(statements.upsert_legs, leg_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    update_calls: Executable
+    upsert_legs: Executable
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """The two statements, built once per database kind (building them is not free)."""
+    calls = Call.__table__
+    update_calls = (
+        update(calls)  # type: ignore[arg-type]
+        .where(calls.c.id == bindparam("call_id"))
+        .values({name: bindparam(name) for name in (*_CALL_FIELDS, "updated_at")})
+    )
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(Leg.__table__)  # type: ignore[arg-type]
     changing = {name: statement.excluded[name] for name in _LEG_FIELDS if name != "seq"}
-    session.execute(
-        statement.on_conflict_do_update(index_elements=["call_id", "seq"], set_=changing),
-        leg_rows,
+    upsert_legs = statement.on_conflict_do_update(
+        index_elements=["call_id", "seq"], set_=changing
     )
+    return _Statements(update_calls, upsert_legs)

@@ -11,12 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from .models import Call
+from .models import Call, Leg
 from .progress import CallProgress, LegProgress
-from .repository import due_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,35 +47,77 @@ def split_numbers(value: str | None) -> tuple[str, ...]:
 
 
 def claim_due(session: Session, *, now: datetime, limit: int = 100) -> list[CallCommand]:
-    """Move up to ``limit`` due queued calls to ``dialing`` and return their commands."""
-    commands = []
-    for call in due_calls(session, now=now, limit=limit):
-        call.state = "dialing"
-        call.attempts += 1
-        if call.start_time is None:
-            call.start_time = now
-        call.updated_at = now
-        commands.append(
-            CallCommand(
-                call_id=call.id,
-                account_id=call.account_id,
-                service=call.service,
-                from_numbers=split_numbers(call.from_number),
-                to_numbers=split_numbers(call.to_number),
-                bridge=call.bridge,
-                target=call.target,
-                ring_timeout=call.ring_timeout,
-                retry=call.retry,
-                retry_interval=call.retry_interval,
-                attempts=call.attempts,
-                created_at=call.created_at,
-                start_time=call.start_time,
-                cancel_requested=call.cancel_requested_at is not None,
-                legs=tuple(_leg_progress(leg) for leg in call.legs),
-            )
+    """Move up to ``limit`` due queued calls to ``dialing`` and return their commands.
+
+    Oldest due first. Plain SQL (this runs for every call); on PostgreSQL the rows are
+    locked ``FOR UPDATE SKIP LOCKED``, so several engines can share the queue.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    calls = Call.__table__
+    c = calls.c
+    query = (
+        select(
+            c.id, c.account_id, c.service, c.from_number, c.to_number, c.bridge, c.target,
+            c.ring_timeout, c.retry, c.retry_interval, c.attempts, c.created_at,
+            c.start_time, c.cancel_requested_at,
+        )  # fmt: skip
+        .where(c.state == "queued")
+        .where(or_(c.scheduled_at.is_(None), c.scheduled_at <= now))
+        .order_by(func.coalesce(c.scheduled_at, c.created_at), c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    connection = session.connection()  # Core only: no ORM objects for the hot path
+    rows = connection.execute(query).all()
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    connection.execute(
+        update(calls)  # type: ignore[arg-type]
+        .where(c.id.in_(ids))
+        .values(state="dialing", attempts=c.attempts + 1, updated_at=now)
+    )
+    connection.execute(
+        update(calls)  # type: ignore[arg-type]
+        .where(c.id.in_(ids), c.start_time.is_(None))
+        .values(start_time=now)
+    )
+    earlier = _legs_of([row.id for row in rows if row.attempts > 0], session)
+    return [
+        CallCommand(
+            call_id=row.id,
+            account_id=row.account_id,
+            service=row.service,
+            from_numbers=split_numbers(row.from_number),
+            to_numbers=split_numbers(row.to_number),
+            bridge=row.bridge,
+            target=row.target,
+            ring_timeout=row.ring_timeout,
+            retry=row.retry,
+            retry_interval=row.retry_interval,
+            attempts=row.attempts + 1,
+            created_at=row.created_at,
+            start_time=row.start_time or now,
+            cancel_requested=row.cancel_requested_at is not None,
+            legs=tuple(earlier.get(row.id, ())),
         )
-    session.flush()
-    return commands
+        for row in rows
+    ]
+
+
+def _legs_of(call_ids: list[str], session: Session) -> dict[str, list[LegProgress]]:
+    """The legs already recorded for ``call_ids`` (calls being retried), in order."""
+    found: dict[str, list[LegProgress]] = {}
+    if not call_ids:
+        return found
+    legs = Leg.__table__.c
+    query = select(Leg.__table__).where(legs.call_id.in_(call_ids)).order_by(legs.seq)
+    for row in session.execute(query).mappings():
+        found.setdefault(row["call_id"], []).append(
+            LegProgress(**{name: row[name] for name in LegProgress.__dataclass_fields__})
+        )
+    return found
 
 
 def cancel_requested(session: Session, call_ids: Iterable[str]) -> set[str]:

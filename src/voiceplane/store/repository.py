@@ -21,9 +21,9 @@ import secrets
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Final, TypedDict, Unpack
+from typing import Any, Final, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from voiceplane.store.models import (
@@ -208,63 +208,90 @@ def _check_state(state: str) -> None:
         raise ValueError(f"unknown call state {state!r}; expected one of {STATES}")
 
 
+class NewCall(TypedDict, total=False):
+    """The fields a new call may be given (see :func:`create_call`)."""
+
+    to_number: str | None
+    from_number: str | None
+    bridge: str | None
+    custom: str | None
+    callback_url: str | None
+    dlr_url: str | None
+    ring_timeout: int | None
+    scheduled_at: datetime | None
+    target: str | None
+    retry: int
+    retry_interval: int
+    state: str
+    status: str | None
+    reason: str | None
+    decided_by_rule: str | None
+
+
+def call_row(
+    *,
+    account_id: int,
+    service: str,
+    now: datetime | None = None,
+    **fields: Unpack[NewCall],
+) -> dict[str, Any]:
+    """The row of a new call of account ``account_id``, with a fresh public id in ``id``.
+
+    A call refused before dialing can be stored completed at once: give ``state``,
+    ``status``, ``reason`` and ``decided_by_rule``.
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
+    _check_state(fields.get("state", "queued"))
+    created = now or utcnow()
+    row: dict[str, Any] = {"state": "queued", "retry": 0, "retry_interval": 60}
+    for name in NewCall.__annotations__:
+        row.setdefault(name, None)
+    row.update(fields)
+    row.update(
+        id=new_call_id(), account_id=account_id, service=service, attempts=0, duration=0,
+        billsec=0, created_at=created, updated_at=created, cancel_requested_at=None,
+        start_time=None, answer_time=None, end_time=None,
+    )  # fmt: skip
+    return row
+
+
+_INSERT_CALL: Final = insert(Call.__table__)  # type: ignore[arg-type]
+
+
+def insert_calls(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Store rows made by :func:`call_row`: one plain executemany, no ORM objects (this is
+    the API's hot path; the store writer batches the rows of many requests)."""
+    if rows:
+        session.connection().execute(_INSERT_CALL, rows)
+
+
+def insert_call(
+    session: Session,
+    *,
+    account_id: int,
+    service: str,
+    now: datetime | None = None,
+    **fields: Unpack[NewCall],
+) -> str:
+    """Store a new call of account ``account_id``; its public id."""
+    row = call_row(account_id=account_id, service=service, now=now, **fields)
+    insert_calls(session, [row])
+    return str(row["id"])
+
+
 def create_call(
     session: Session,
     *,
     account: Account,
     service: str,
-    to_number: str | None = None,
-    from_number: str | None = None,
-    bridge: str | None = None,
-    custom: str | None = None,
-    callback_url: str | None = None,
-    dlr_url: str | None = None,
-    ring_timeout: int | None = None,
-    scheduled_at: datetime | None = None,
-    target: str | None = None,
-    retry: int = 0,
-    retry_interval: int = 60,
-    state: str = "queued",
-    status: str | None = None,
-    reason: str | None = None,
-    decided_by_rule: str | None = None,
     now: datetime | None = None,
+    **fields: Unpack[NewCall],
 ) -> Call:
-    """A new call of ``account`` with a fresh public id (:func:`new_call_id`).
-
-    A call refused before dialing can be created completed at once: give ``state``,
-    ``status``, ``reason`` and ``decided_by_rule``.
-    """
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
-    _check_state(state)
-    created = now or utcnow()
-    call = Call(
-        id=new_call_id(),
-        account_id=account.id,
-        service=service,
-        state=state,
-        status=status,
-        from_number=from_number,
-        to_number=to_number,
-        bridge=bridge,
-        custom=custom,
-        reason=reason,
-        callback_url=callback_url,
-        dlr_url=dlr_url,
-        ring_timeout=ring_timeout,
-        scheduled_at=scheduled_at,
-        target=target,
-        retry=retry,
-        retry_interval=retry_interval,
-        attempts=0,
-        decided_by_rule=decided_by_rule,
-        created_at=created,
-        updated_at=created,
-        legs=[],
-    )
-    session.add(call)
-    session.flush()
+    """Like :func:`insert_call`, for an account object, returning the stored call."""
+    call_id = insert_call(session, account_id=account.id, service=service, now=now, **fields)
+    call = session.get(Call, call_id)
+    assert call is not None
     return call
 
 

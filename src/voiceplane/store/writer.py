@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -54,11 +55,14 @@ class WriterStopped(RuntimeError):
 class StoreWriter:
     """Applies submitted jobs in a background thread, many per transaction."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 500) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, max_batch: int = 500, linger_s: float = 0.0
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be positive, got {max_batch}")
         self._sessions = sessions
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._lock = threading.Condition()
         self._order: list[object] = []  # keys in submission order; anonymous jobs get a token
         self._pending: dict[object, _Pending] = {}
@@ -130,6 +134,14 @@ class StoreWriter:
                 self._lock.wait()
             if not self._order:
                 return None
+            if self._linger_s:
+                # Let more work arrive: a transaction costs about the same for 1 job or 100.
+                deadline = time.monotonic() + self._linger_s
+                while not self._stopping and len(self._order) < self._max_batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._lock.wait(left)
             tokens = self._order[: self._max_batch]
             del self._order[: self._max_batch]
             return [self._pending.pop(token) for token in tokens]
