@@ -1,0 +1,323 @@
+"""Calls placed through the HTTP API, end to end against the sandbox operator.
+
+    .venv/bin/python bench/api_calls.py [--service click2call|outbound|both]
+                                        [--rates 100,200,300,400] [--seconds 10]
+
+Two processes, as an operator would run them: ``voiceplane serve`` (HTTP API, engine, SIP,
+SQLite in a temporary data directory) with its trunk pointed at ``voiceplane sandbox`` (the
+built-in operator, in its own process, answering after 50 ms and hanging up after 1 s).
+This script is the application: at each rate it POSTs calls open-loop for ``--seconds``
+(one request every 1/rate s, whatever the answers do), then waits for every call to reach
+its final status and checks each against what the dialled numbers must give:
+
+    click-to-call: 80% both answer (ANSWER), 10% agent busy (BUSY_LEG1), 10% customer busy
+                   (BUSY_LEG2)
+    outbound:      90% answer (ANSWER; no target, so we hang up on the answer), 10% busy
+
+Two figures per service: the highest rate at which every call got its right status and
+nothing was lost (with the p50 and p99 of the POSTs there), and the highest rate at which
+that held with the API's p99 under 50 ms too. The ramp stops at the first rate where a
+status is wrong or lost, or the p99 passes 1 s (overload). SIPp's ceiling
+(bench/sip_cps.py) is what a
+two-leg call's signalling could reach at most on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from _http_load import Pool
+
+HERE = Path(__file__).resolve().parent
+VOICEPLANE = [str(Path(sys.executable).parent / "voiceplane")]
+P99_LIMIT_MS = 50.0
+BRIDGE = "+918047100000"
+ANSWERS = "+9198765{:05d}"  # any number not ending in 000 or 400..699: answered
+AGENT_BUSY = "+919876500486"
+
+
+@dataclass
+class Step:
+    service: str
+    rate: int
+    offered: int
+    accepted: int
+    right: int
+    wrong: dict[str, int]
+    lost: int
+    p50_ms: float
+    p99_ms: float
+    cpu_percent: float
+
+    @property
+    def right_statuses(self) -> bool:
+        """Every call accepted and ended with the status its numbers call for."""
+        return self.accepted == self.offered and self.right == self.offered and self.lost == 0
+
+    @property
+    def clean(self) -> bool:
+        return self.right_statuses and self.p99_ms < P99_LIMIT_MS
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def plan(service: str, index: int) -> tuple[dict[str, str], str]:
+    """The request body of call ``index`` and the status it must end with."""
+    answer = ANSWERS.format(index % 100_000)
+    if answer.endswith("000") or 400 <= int(answer[-3:]) <= 699:
+        answer = ANSWERS.format(11111)
+    kind = index % 10
+    if service == "click2call":
+        if kind == 0:
+            return {"from": AGENT_BUSY, "to": answer, "bridge": BRIDGE}, "BUSY_LEG1"
+        if kind == 1:
+            return {"from": answer, "to": AGENT_BUSY, "bridge": BRIDGE}, "BUSY_LEG2"
+        return {"from": answer, "to": ANSWERS.format(22222), "bridge": BRIDGE}, "ANSWER"
+    if kind == 0:
+        return {"to": AGENT_BUSY, "bridge": BRIDGE}, "BUSY"
+    return {"to": answer, "bridge": BRIDGE}, "ANSWER"
+
+
+class Platform:
+    """``voiceplane serve`` and ``voiceplane sandbox`` in a temporary directory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.api = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+        self.sandbox = f"127.0.0.1:{free_port()}"
+        self.env = os.environ | {
+            "VOICEPLANE_DATA_DIR": str(workdir / "data"),
+            "VOICEPLANE_API_LISTEN": self.api,
+            "VOICEPLANE_SIP_LISTEN": f"127.0.0.1:{free_port()}",
+            "VOICEPLANE_SIP_TRANSPORTS": "udp",
+            "VOICEPLANE_TRUNK_HOST": self.sandbox,
+            "VOICEPLANE_SANDBOX_LISTEN": self.sandbox,
+            "VOICEPLANE_SANDBOX_TRANSPORTS": "udp",
+            "VOICEPLANE_SANDBOX_ANSWER_AFTER_MS": "50",
+            "VOICEPLANE_SANDBOX_REJECT_AFTER_MS": "50",
+            "VOICEPLANE_SANDBOX_HOLD_S": "1",
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.sid = ""
+        self.api_key = ""
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "data" / "voiceplane.db"
+
+    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+        out = open(self.workdir / log, "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([*VOICEPLANE, *args], env=self.env, stdout=out, stderr=out)
+        self.processes.append(proc)
+        return proc
+
+    def start(self) -> None:
+        created = subprocess.run(
+            [*VOICEPLANE, "account", "create", "bench", "--json"],
+            env=self.env, check=True, capture_output=True,
+        )  # fmt: skip
+        account = json.loads(created.stdout)
+        self.sid, self.api_key = account["sid"], account["api_key"]
+        subprocess.run(
+            [*VOICEPLANE, "number", "add", BRIDGE, "--account", self.sid, "--kind", "bridge"],
+            env=self.env, check=True, capture_output=True,
+        )  # fmt: skip
+        self._spawn("sandbox", log="sandbox.log")
+        self.serve = self._spawn("serve", log="serve.log")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://{self.api}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit(f"serve did not start; see {self.workdir / 'serve.log'}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def offer(platform: Platform, service: str, rate: int, seconds: float, first: int) -> Step:
+    path = "click-to-call" if service == "click2call" else "outbound"
+    url = f"/v1/{platform.sid}/voice/{path}"
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    expected: dict[str, str] = {}
+    refused = 0
+    headers = {"api-key": platform.api_key}
+    host, port = platform.api.rsplit(":", 1)
+    pool = Pool(host, int(port))
+    loop = asyncio.get_running_loop()
+
+    async def one(index: int, due: float) -> None:
+        nonlocal refused
+        body, status = plan(service, first + index)
+        reply = await pool.post_json(url, body, headers)
+        latencies.append((loop.time() - due) * 1000)  # from when it was due
+        if reply.status == 202:
+            expected[json.loads(reply.body)["id"]] = status
+        else:
+            refused += 1
+
+    cpu_before = cpu_seconds(platform.serve.pid)
+    begin = loop.time()
+    tasks = []
+    for index in range(total):
+        due = begin + index / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index, due)))
+    await asyncio.gather(*tasks)
+    sent_for = loop.time() - begin
+    cpu_used = cpu_seconds(platform.serve.pid) - cpu_before
+    pool.close()
+    statuses = await asyncio.to_thread(wait_final, platform.database, list(expected), 60)
+    wrong: dict[str, int] = {}
+    right = 0
+    for call_id, status in expected.items():
+        got = statuses.get(call_id)
+        if got == status:
+            right += 1
+        else:
+            key = f"{status}->{got}"
+            wrong[key] = wrong.get(key, 0) + 1
+    lost = sum(1 for call_id in expected if call_id not in statuses)
+    latencies.sort()
+    return Step(
+        service=service,
+        rate=rate,
+        offered=total,
+        accepted=total - refused,
+        right=right,
+        wrong=wrong,
+        lost=lost,
+        p50_ms=statistics.median(latencies),
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        cpu_percent=100 * cpu_used / sent_for,
+    )
+
+
+def wait_final(database: Path, call_ids: list[str], timeout: float) -> dict[str, str]:
+    """The final statuses of ``call_ids``, once all completed (or when ``timeout`` ran out)."""
+    deadline = time.monotonic() + timeout
+    found: dict[str, str] = {}
+    with sqlite3.connect(database, timeout=30) as db:
+        while True:
+            pending = [call_id for call_id in call_ids if call_id not in found]
+            for start in range(0, len(pending), 500):
+                chunk = pending[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for call_id, status in db.execute(
+                    f"SELECT id, status FROM calls WHERE state = 'completed' AND id IN ({marks})",
+                    chunk,
+                ):
+                    found[call_id] = status
+            if len(found) == len(call_ids) or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+
+def show(step: Step) -> None:
+    verdict = "ok" if step.clean else ("statuses ok, p99 too high" if step.right_statuses
+                                          else "FAILS")
+    wrong = f" wrong={step.wrong}" if step.wrong else ""
+    print(
+        f"{step.service:>10} {step.rate:>5}/s  offered={step.offered:<6} "
+        f"accepted={step.accepted:<6} right={step.right:<6} lost={step.lost:<4} "
+        f"p50={step.p50_ms:6.1f} ms  p99={step.p99_ms:6.1f} ms  "
+        f"serve cpu={step.cpu_percent:5.1f}%  {verdict}{wrong}",
+        flush=True,
+    )
+
+
+def summary(service: str, what: str, step: Step | None) -> None:
+    if step is None:
+        print(f"{service}: no rate had {what}")
+        return
+    print(
+        f"{service}: {step.rate} calls/s sustained end to end with {what}: API p50 "
+        f"{step.p50_ms:.1f} ms, p99 {step.p99_ms:.1f} ms (serve at {step.cpu_percent:.0f}% "
+        "of one core)"
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    services = ["click2call", "outbound"] if args.service == "both" else [args.service]
+    rates = [int(rate) for rate in args.rates.split(",")]
+    with tempfile.TemporaryDirectory(prefix="voiceplane-bench-") as tmp:
+        platform = Platform(Path(tmp))
+        platform.start()
+        try:
+            first = 0
+            for service in services:
+                right: Step | None = None
+                clean: Step | None = None
+                for rate in rates:
+                    step = await offer(platform, service, rate, args.seconds, first)
+                    first += step.offered
+                    show(step)
+                    if not step.right_statuses:
+                        break
+                    right = step
+                    if step.clean:
+                        clean = step
+                    if step.p99_ms > 1000:
+                        break
+                    await asyncio.sleep(2)  # let the last calls' hangups finish
+                summary(service, "every status right", right)
+                summary(service, f"every status right and API p99 < {P99_LIMIT_MS:.0f} ms", clean)
+        finally:
+            platform.stop()
+            if args.logs:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in ("serve.log", "sandbox.log"):
+                    shutil.copy(Path(tmp) / log, args.logs / log)
+    print(
+        "ceiling: SIPp against SIPp reaches about 15,000 one-leg calls/s here "
+        "(bench/sip_cps.py); a click-to-call is two legs plus a re-INVITE."
+    )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--service", choices=["click2call", "outbound", "both"], default="both")
+    parser.add_argument("--rates", default="25,50,100,150,200,300")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--logs", type=Path, help="copy serve's and sandbox's logs here")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
