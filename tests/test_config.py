@@ -434,3 +434,37 @@ def test_config_can_be_built_directly_for_tests() -> None:
     config = Config(api={"listen": "127.0.0.1:1"})  # type: ignore[arg-type]
 
     assert config.api.listen.port == 1
+
+
+def test_media_address_defaults_to_the_sip_address() -> None:
+    config = load_config(None, {})
+    assert config.media_address == "127.0.0.1"
+    assert (config.media.rtp_port_min, config.media.rtp_port_max) == (20000, 30000)
+    config = load_config(None, {"VOICEPLANE_MEDIA_ADDRESS": "10.0.0.5"})
+    assert config.media_address == "10.0.0.5"
+
+
+def test_a_wildcard_sip_address_needs_a_media_address() -> None:
+    with pytest.raises(ConfigError, match=r"set \[media\] address"):
+        load_config(None, {"VOICEPLANE_SIP_LISTEN": "0.0.0.0:5060"})
+    config = load_config(
+        None, {"VOICEPLANE_SIP_LISTEN": "0.0.0.0:5060", "VOICEPLANE_MEDIA_ADDRESS": "192.0.2.1"}
+    )
+    assert config.media_address == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"VOICEPLANE_MEDIA_ADDRESS": "0.0.0.0"}, "not an address the far end"),
+        ({"VOICEPLANE_MEDIA_ADDRESS": "media.example"}, "not an IP address"),
+        (
+            {"VOICEPLANE_MEDIA_RTP_PORT_MIN": "30000", "VOICEPLANE_MEDIA_RTP_PORT_MAX": "30000"},
+            "must be above rtp_port_min",
+        ),
+    ],
+)
+def test_bad_media_settings_name_the_key(env: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as caught:
+        load_config(None, env)
+    assert "media." in str(caught.value)

@@ -444,6 +444,39 @@ class SandboxSettings(_Section):
         return value
 
 
+class MediaSettings(_Section):
+    """``[media]``: the embedded media backend (RTP in this process).
+
+    ``address`` is the IP address put in our SDP, where the far end sends RTP; empty means
+    the SIP listen address, which must then be a specific one (not 0.0.0.0 or ::).
+    """
+
+    address: OptionalText = None
+    rtp_port_min: int = Field(default=20000, ge=1024, le=65534)
+    rtp_port_max: int = Field(default=30000, ge=1025, le=65535)
+
+    @field_validator("address")
+    @classmethod
+    def _an_ip_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+        if address.is_unspecified:
+            raise ValueError(f"{value} is not an address the far end can send RTP to")
+        return value
+
+    @field_validator("rtp_port_max")
+    @classmethod
+    def _range_not_empty(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("rtp_port_min")
+        if low is not None and value < low + 1:
+            raise ValueError(f"must be above rtp_port_min ({low}): an RTP port needs a pair")
+        return value
+
+
 class Config(_Section):
     """All settings. Build it with :func:`load_config`."""
 
@@ -453,6 +486,21 @@ class Config(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+
+    @model_validator(mode="after")
+    def _media_address_known(self) -> "Config":
+        if self.media.address is None and not _is_specific_ip(self.sip.listen.host):
+            raise ValueError(
+                f"[sip] listen is {self.sip.listen.host}, so set [media] address "
+                "(VOICEPLANE_MEDIA_ADDRESS) to the IP address RTP should reach"
+            )
+        return self
+
+    @property
+    def media_address(self) -> str:
+        """Where the far end sends RTP: ``[media] address``, else the SIP listen host."""
+        return self.media.address or self.sip.listen.host
 
     @property
     def effective_store_url(self) -> str:
@@ -460,6 +508,14 @@ class Config(_Section):
         if self.store.url:
             return self.store.url
         return f"sqlite:///{(self.data.dir / 'voiceplane.db').absolute()}"
+
+
+def _is_specific_ip(host: str) -> bool:
+    """An IP address the far end can send to (not a host name, not 0.0.0.0 or ::)."""
+    try:
+        return not ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -539,6 +595,8 @@ def _issue(error: ErrorDetails, layers: _Layers) -> ConfigIssue:
     key = str(loc[1]) if len(loc) > 1 else None
     if error["type"] == "extra_forbidden":
         return _unknown_name_issue(section, key, layers)
+    if not loc:  # a rule about several sections at once
+        return ConfigIssue("", "the settings together", _clean_message(error["msg"]))
     if key is None:
         source = layers.file_source if section in layers.values else DEFAULT_SOURCE
         return ConfigIssue(f"[{section}]", source, _section_message(section, error))

@@ -53,7 +53,9 @@ def build_platform(config: Config) -> Platform:
     """The whole platform for ``config``, not yet started."""
     store = StoreService(config.effective_store_url)
     sip = SipService(config.sip)
-    media = EmbeddedMedia(config.sip.listen.host)
+    media = EmbeddedMedia(
+        config.media_address, port_range=(config.media.rtp_port_min, config.media.rtp_port_max)
+    )
     sandbox: SandboxOperator | None = None
     services: list[Service] = [store, sip, _MediaService(media)]
     if config.trunk.is_sandbox:

@@ -66,3 +66,9 @@ def test_a_list_may_not_repeat_a_number_nor_be_too_long() -> None:
         to_e164_list("9876543210-09876543210", separator="-", prefix=91)
     with pytest.raises(NumberError, match="at most 10"):
         to_e164_list("-".join(["+919876543210"] * 11), separator="-")
+
+
+def test_a_plus_that_form_encoding_turned_into_a_space_still_counts() -> None:
+    assert to_e164(" 919876543210") == "+919876543210"
+    with pytest.raises(NumberError, match="no country code"):
+        to_e164("9876543210")

@@ -163,6 +163,24 @@ async def test_a_wav_target_is_stored_as_an_absolute_path(
         assert load_call(sessions, response.json()["id"]).target == str(prompt.resolve())
 
 
+async def test_a_wav_target_outside_the_media_folder_is_refused(
+    client: httpx.AsyncClient, acme: Tenant, sessions: sessionmaker[Session], data_dir: Path
+) -> None:
+    outside = data_dir / "secret.wav"
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    outside.write_bytes(b"RIFF")
+    (data_dir / "media").mkdir(exist_ok=True)
+    for target in (str(outside), "../secret.wav"):
+        response = await client.post(
+            acme.url("outbound"),
+            data={"to": "+919876543210", "bridge": BRIDGE, "target": target},
+            headers=acme.headers,
+        )
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["field"] == "target" and "media folder" in error["message"]
+
+
 async def test_a_kaleyra_json_target_is_read_as_text_to_speak(
     client: httpx.AsyncClient, acme: Tenant, sessions: sessionmaker[Session]
 ) -> None:

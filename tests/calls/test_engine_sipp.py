@@ -8,6 +8,7 @@ SIPp actually sent and received, from its own message log.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,8 @@ async def test_outbound_cancelled_through_the_api_while_it_rings(tmp_path: Path)
 
 async def test_outbound_platform_failure_is_failed_and_dials_nobody(tmp_path: Path) -> None:
     """The prompt file vanished between the request and the dialing: our fault, FAILED."""
-    prompt = tmp_path / "prompt.wav"
+    prompt = tmp_path / "data" / "media" / "prompt.wav"  # where audio targets must be
+    prompt.parent.mkdir(parents=True)
     prompt.write_bytes(b"RIFF not really a wave file")
 
     async with await operator(tmp_path, 1) as sipp:
@@ -273,3 +275,20 @@ async def test_click_to_call_parallel_agents_first_to_answer_wins(tmp_path: Path
     assert record["status"] == "ANSWER"
     assert leg(record, RINGS_TOO)["status"] == "CANCEL"
     assert leg(record, ANSWERS)["status"] == "ANSWER"
+
+
+async def test_click_to_call_is_hung_up_after_the_longest_talk_time(tmp_path: Path) -> None:
+    """Both parties stay (SIPp's 111 waits for a BYE): the engine's limit ends the call."""
+    other_agent = "+919876511111"
+
+    async def place(running: Running) -> str:
+        engine = running.platform.engine
+        engine.settings = dataclasses.replace(engine.settings, max_talk_s=1.0)
+        return await running.click_to_call(**{"from": ANSWERS, "to": other_agent})
+
+    record, result = await _call_and_wait(tmp_path, 2, place)
+    result.assert_ok(calls=2)
+    assert record["status"] == "ANSWER"
+    assert {leg["hangup_by"] for leg in record["legs"]} == {"platform"}
+    assert 1 <= record["billsec"] <= 3
+    assert len(result.received("BYE")) == 2  # we hung up both parties

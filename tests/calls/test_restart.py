@@ -64,6 +64,7 @@ def child_environ(overrides: Mapping[str, str]) -> dict[str, str]:
 
 def silence_wav(path: Path, seconds: int) -> Path:
     """A prompt long enough to keep an answered outbound call up until the crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
@@ -248,7 +249,8 @@ def agent_answered_customer_rings(record: dict[str, Any]) -> bool:
 async def test_a_killed_serve_completes_every_interrupted_call_and_dials_the_queued_one(
     tmp_path: Path, store_url: str | None
 ) -> None:
-    prompt = silence_wav(tmp_path / "minute.wav", 60)
+    # Audio targets must be in the data directory's media folder.
+    prompt = silence_wav(tmp_path / "data" / "media" / "minute.wav", 60)
 
     def environment(trunk: str) -> dict[str, str]:
         # Fresh ports each time; the data directory (and the store) are the same.

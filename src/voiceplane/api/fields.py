@@ -110,8 +110,9 @@ def http_url(value: str | None) -> str | None:
 def target(value: str | None, info: ValidationInfo) -> str | None:
     """What to play when the callee answers: text to speak, or an existing ``.wav`` file.
 
-    Also read: kaleyra.io's JSON form ``[{"message": {"text": "..."}}]``. A ``.wav`` path
-    may be relative to the data directory's ``media`` folder; the store keeps it absolute.
+    Also read: kaleyra.io's JSON form ``[{"message": {"text": "..."}}]``. A ``.wav`` file
+    must be in the data directory's ``media`` folder (written relative to it, or as an
+    absolute path inside it); the store keeps it absolute.
     """
     if value is None or not value.strip():
         return None
@@ -149,4 +150,11 @@ def _audio_file(text: str, media_dir: Path) -> str:
         path = media_dir / path
     if not path.is_file():
         raise invalid(f"no audio file {str(path)!r} on the server", "unknown_audio")
-    return str(path.resolve())
+    resolved = path.resolve()
+    # The target comes from API users: only the media folder is theirs to play from, not
+    # every file the server can read.
+    if not resolved.is_relative_to(media_dir.resolve()):
+        raise invalid(
+            f"audio files must be in the media folder {str(media_dir)!r}", "unknown_audio"
+        )
+    return str(resolved)

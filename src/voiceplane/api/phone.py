@@ -5,7 +5,9 @@ The rules (the same for the kaleyra.io-style and the legacy API):
 - A number is digits with an optional leading ``+``; blanks inside are ignored. Nothing else
   is read (no letters, dashes, brackets or extensions), so ``1-800-FLOWERS`` and
   ``+91 98765 43210 ext 2`` are refused rather than guessed at.
-- ``+`` and a country code: the number is international as written.
+- ``+`` and a country code: the number is international as written. A leading space
+  followed by digits counts as a ``+``: that is what an unencoded ``+`` in a form body
+  (``curl -d to=+91...``) turns into.
 - No ``+``: the ``prefix`` (a country calling code, ``91`` or ``+91``) says which country the
   number is in. A national number (``9876543210``, ``09876543210``) and one that already
   starts with that country code (``919876543210``) both work: libphonenumber tells them
@@ -53,6 +55,9 @@ def parse_prefix(text: str) -> int:
 def to_e164(text: str, *, prefix: int | None = None) -> str:
     """``text`` as an E.164 number (``+919876543210``); see the module docstring."""
     compact = "".join(text.split())
+    if text[:1] == " " and compact[:1].isdigit():
+        # A form body sent without encoding its + (curl -d to=+91...) arrives as a space.
+        compact = "+" + compact
     if not _NUMBER.fullmatch(compact):
         raise NumberError(
             f"{text!r} is not a telephone number: use digits, with a leading + and the "

@@ -25,7 +25,12 @@ from .trunk import Trunk
 
 
 async def run_click_to_call(
-    tracker: CallTracker, trunk: Trunk, media: MediaBackend, *, ring_timeout: float
+    tracker: CallTracker,
+    trunk: Trunk,
+    media: MediaBackend,
+    *,
+    ring_timeout: float,
+    max_talk_s: float = 4 * 3600,
 ) -> None:
     """Carry out a click-to-call and store how it ended."""
     command = tracker.command
@@ -38,7 +43,7 @@ async def run_click_to_call(
         return
     try:
         our_offer = session.offer()
-        status_reason = await _bridge(tracker, trunk, our_offer, ring_timeout)
+        status_reason = await _bridge(tracker, trunk, our_offer, ring_timeout, max_talk_s)
     finally:
         with contextlib.suppress(Exception):
             await session.close()
@@ -46,7 +51,7 @@ async def run_click_to_call(
 
 
 async def _bridge(
-    tracker: CallTracker, trunk: Trunk, our_offer: bytes, ring_timeout: float
+    tracker: CallTracker, trunk: Trunk, our_offer: bytes, ring_timeout: float, max_talk_s: float
 ) -> tuple[Status, str]:
     command = tracker.command
     cancel = tracker.cancel_requested
@@ -89,7 +94,7 @@ async def _bridge(
     connected = await _connect(agent, customer)
     if connected is not None:
         tracker.set_state("answered")
-        ending = await _until_either_ends(agent, customer, cancel)
+        ending = await _until_either_ends(agent, customer, cancel, max_talk_s)
     else:
         ending = None
     verdicts = await _end_both(
@@ -129,14 +134,15 @@ def _reoffer(agent: OutboundCall, theirs: bytes) -> bytes:
 
 
 async def _until_either_ends(
-    agent: OutboundCall, customer: OutboundCall, cancel: asyncio.Event
+    agent: OutboundCall, customer: OutboundCall, cancel: asyncio.Event, limit_s: float
 ) -> OutboundCall | None:
-    """The leg that hung up first, or None when the API cancelled the connected call."""
+    """The leg that hung up first; None when the API cancelled the connected call, or when
+    it lasted ``limit_s`` (a far end that never sends BYE must not hold a call forever)."""
     stopper: asyncio.Future[object] = asyncio.ensure_future(cancel.wait())
     ends = {agent.ended(): agent, customer.ended(): customer}
     waits: list[asyncio.Future[object]] = [stopper, *ends]  # type: ignore[list-item]
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
     for future, call in ends.items():

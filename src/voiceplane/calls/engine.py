@@ -45,6 +45,7 @@ class EngineSettings:
     gather_s: float = 0.005  # after a doorbell, how long to let more calls arrive
     claim_batch: int = 200
     max_active: int = 20_000  # calls carried out at once by this engine
+    max_talk_s: float = 4 * 3600  # a connected click-to-call is hung up after this long
     prompt_cache: Path = Path("voiceplane-data/prompts")
 
 
@@ -168,8 +169,9 @@ class CallEngine:
             ring_timeout = float(command.ring_timeout or self.settings.ring_timeout_s)
             if command.service == "click2call":
                 await run_click_to_call(
-                    tracker, self._trunk(), self._media, ring_timeout=ring_timeout
-                )
+                    tracker, self._trunk(), self._media, ring_timeout=ring_timeout,
+                    max_talk_s=self.settings.max_talk_s,
+                )  # fmt: skip
             else:
                 prompt = None
                 if command.target:
