@@ -26,16 +26,10 @@ def _names(factory: sessionmaker[Session]) -> list[str]:
         return sorted(session.scalars(select(Account.name)))
 
 
-@pytest.fixture(params=[False, True], ids=["thread", "in-loop"])
-def in_loop(request: pytest.FixtureRequest) -> bool:
-    flag: bool = request.param
-    return flag
-
-
 async def test_jobs_submitted_together_commit_in_one_batch(
-    factory: sessionmaker[Session], in_loop: bool
+    factory: sessionmaker[Session],
 ) -> None:
-    writer = StoreWriter(factory, in_loop=in_loop, linger_s=0.01)
+    writer = StoreWriter(factory, linger_s=0.01)
     writer.start()
     try:
         sids = await asyncio.gather(*(writer.submit(_add_account(f"a{i}")) for i in range(50)))
@@ -48,13 +42,13 @@ async def test_jobs_submitted_together_commit_in_one_batch(
 
 
 async def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_lands(
-    factory: sessionmaker[Session], in_loop: bool
+    factory: sessionmaker[Session],
 ) -> None:
     def broken(session: Session) -> None:
         repo.create_account(session, name="doomed")
         raise ValueError("bad job")
 
-    writer = StoreWriter(factory, in_loop=in_loop)
+    writer = StoreWriter(factory)
     writer.start()
     try:
         good = [writer.submit(_add_account(f"ok{i}")) for i in range(5)]
@@ -99,9 +93,9 @@ async def _wait(gate: asyncio.Future[None]) -> None:
 
 
 async def test_stop_applies_what_was_submitted_and_refuses_more(
-    factory: sessionmaker[Session], in_loop: bool
+    factory: sessionmaker[Session],
 ) -> None:
-    writer = StoreWriter(factory, in_loop=in_loop)
+    writer = StoreWriter(factory)
     writer.start()
     pending = [writer.submit(_add_account(f"s{i}")) for i in range(20)]
     await writer.stop()
@@ -117,7 +111,7 @@ def test_a_writer_needs_a_positive_batch(factory: sessionmaker[Session]) -> None
 
 
 async def test_items_of_one_kind_are_written_by_one_call(
-    factory: sessionmaker[Session], in_loop: bool
+    factory: sessionmaker[Session],
 ) -> None:
     calls: list[list[str]] = []
 
@@ -126,7 +120,7 @@ async def test_items_of_one_kind_are_written_by_one_call(
         for name in names:
             repo.create_account(session, name=name)
 
-    writer = StoreWriter(factory, in_loop=in_loop, linger_s=0.02)
+    writer = StoreWriter(factory, linger_s=0.02)
     writer.start()
     try:
         await asyncio.gather(

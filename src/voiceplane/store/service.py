@@ -24,12 +24,7 @@ class StoreService:
         self.url = url
         self.engine = create_engine_for(url)
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
-        # SQLite runs in-process: its statements cost less in the event loop's own thread
-        # than in a thread of their own, which waits for the GIL at every row (the commit,
-        # which waits for the disk, still goes to a thread). PostgreSQL statements are
-        # network round trips: those stay off the loop.
-        in_loop = self.engine.dialect.name == "sqlite"
-        self.writer = StoreWriter(self.sessions, linger_s=WRITER_LINGER_S, in_loop=in_loop)
+        self.writer = StoreWriter(self.sessions, linger_s=WRITER_LINGER_S)
 
     async def start(self) -> None:
         await asyncio.to_thread(migrate_engine, self.engine)

@@ -12,11 +12,11 @@ knows the data is durable (a callback is sent only after the status it reports i
 If a batch fails, it is rolled back and its jobs are retried one per transaction, so one bad
 job fails alone and the others still land.
 
-Where the batches run: by default in a thread of their own. With ``in_loop=True`` the
-statements run in the event loop's thread and only the commit (the fsync) goes to a thread:
-for SQLite, whose driver gives the GIL up and takes it back at every row, a writer thread
-spends most of a busy batch waiting for the GIL, tens of milliseconds that every API
-request in the batch waits too.
+Batches run in a thread of their own. Under load that thread waits for the GIL at every
+row (SQLite's driver gives it up around each step), so a busy batch can take tens of
+milliseconds, which the API requests in it wait too. Running the statements in the event
+loop's thread instead was measured (bench/api_calls.py): API latency was no better and SIP
+suffered, click-to-call lost statuses at 150 calls/s instead of 200.
 """
 
 from __future__ import annotations
@@ -67,10 +67,7 @@ class StoreWriter:
         *,
         max_batch: int = 500,
         linger_s: float = 0.0,
-        in_loop: bool = False,
     ) -> None:
-        """``in_loop``: apply batches in the event loop's own thread instead of a thread of
-        their own (see :class:`voiceplane.store.service.StoreService` for when)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be positive, got {max_batch}")
         self._sessions = sessions
@@ -82,17 +79,11 @@ class StoreWriter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._in_loop = in_loop
-        self._ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.jobs = 0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self._in_loop:
-            self._task = self._loop.create_task(self._run_in_loop())
-            return
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -101,10 +92,6 @@ class StoreWriter:
         with self._lock:
             self._stopping = True
             self._lock.notify()
-        self._ready.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
@@ -139,7 +126,6 @@ class StoreWriter:
                 self._pending[token] = _Pending(job, [waiter], bulk)
                 self._order.append(token)
                 self._lock.notify()
-                self._ready.set()
             else:
                 pending.job, pending.bulk = job, bulk
                 pending.waiters.append(waiter)
@@ -173,44 +159,6 @@ class StoreWriter:
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             self._process(batch)
-
-    async def _run_in_loop(self) -> None:
-        while True:
-            if not self._stopping:
-                await self._ready.wait()
-            if self._linger_s and not self._stopping:
-                await asyncio.sleep(self._linger_s)
-            self._ready.clear()
-            with self._lock:
-                tokens = self._order[: self._max_batch]
-                del self._order[: self._max_batch]
-                batch = [self._pending.pop(token) for token in tokens]
-                if self._order:
-                    self._ready.set()
-            if batch:
-                await self._process_in_loop(batch)
-            elif self._stopping:
-                return
-
-    async def _process_in_loop(self, batch: list[_Pending]) -> None:
-        """The statements run here; the commit, which waits for the disk, in a thread."""
-        self.batches += 1
-        self.jobs += len(batch)
-        session = self._sessions()
-        try:
-            session.begin()
-            results = self._apply(session, batch)
-            await asyncio.to_thread(session.commit)
-        except Exception:
-            session.rollback()
-            log.warning("a batch of %d store writes failed; retrying one by one", len(batch))
-            for item in batch:
-                self._run_alone(item)
-            return
-        finally:
-            session.close()
-        for item, result in zip(batch, results, strict=True):
-            self._resolve(item, result, None)
 
     def _process(self, batch: list[_Pending]) -> None:
         self.batches += 1
