@@ -292,3 +292,18 @@ async def test_click_to_call_is_hung_up_after_the_longest_talk_time(tmp_path: Pa
     assert {leg["hangup_by"] for leg in record["legs"]} == {"platform"}
     assert 1 <= record["billsec"] <= 3
     assert len(result.received("BYE")) == 2  # we hung up both parties
+
+
+async def test_a_parallel_try_that_was_busy_keeps_busy_when_another_answers(
+    tmp_path: Path,
+) -> None:
+    """The busy customer number said BUSY before the other answered: not a CANCEL."""
+    record, result = await _call_and_wait(
+        tmp_path, 3,
+        lambda running: running.click_to_call(**{"from": ANSWERS, "to": f"{BUSY}^{HANGS_UP}"}),
+    )  # fmt: skip
+    result.assert_ok(calls=3)
+    assert record["status"] == "ANSWER"
+    busy = leg(record, BUSY)
+    assert (busy["status"], busy["sip_code"], busy["hangup_by"]) == ("BUSY", 486, "callee")
+    assert result.received("CANCEL") == []

@@ -115,15 +115,17 @@ async def ring(
         for task in done:
             if task.result() and winner is None:
                 winner = waits[task]
-    # Whoever did not win is given up on: CANCEL if it still rings, BYE if it also answered.
-    gave_up = winner is not None or stop.is_set()
+    # Whoever did not win and still rings is given up on: CANCEL (BYE if an answer crossed
+    # it). A try that had already ended on its own (busy, say) keeps its own verdict.
     for task in pending:
         task.cancel()
+    given_up: set[int] = set()
     for call, _track in tries:
         if winner is not None and call is winner[0]:
             continue
         if call.outcome is None:
-            call.cancel()  # after an answer that crossed, this sends BYE instead
+            given_up.add(id(call))
+            call.cancel()
     verdicts: list[LegVerdict] = []
     by = BY_PLATFORM if winner is not None else stopped_by()
     for call, track in tries:
@@ -131,13 +133,14 @@ async def ring(
             track.answer_time = utcnow()
             continue
         outcome = await call.ended()
+        gave_up = id(call) in given_up
         verdicts.append(_finish(track, outcome, gave_up=gave_up, by=by, to_wall=to_wall))
     if winner is not None:
         return Answered(*winner)
     if len(verdicts) == 1:
-        return Unanswered(verdicts[0], gave_up)
+        return Unanswered(verdicts[0], bool(given_up))
     return Unanswered(
-        LegVerdict(parallel_status(verdicts), None, "rang in parallel"), gave_up
+        LegVerdict(parallel_status(verdicts), None, "rang in parallel"), bool(given_up)
     )
 
 
