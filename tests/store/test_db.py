@@ -31,7 +31,17 @@ from voiceplane.store.db import (
 )
 from voiceplane.store.models import Account, Base, Call, Number, UTCDateTime
 
-TABLES = {"accounts", "api_keys", "numbers", "calls", "legs", "alembic_version"}
+TABLES = {
+    "accounts",
+    "api_keys",
+    "numbers",
+    "calls",
+    "legs",
+    "webhook_secrets",
+    "outbox",
+    "outbox_attempts",
+    "alembic_version",
+}
 
 
 def test_migrate_creates_a_fresh_sqlite_file_and_its_directory(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -254,3 +255,97 @@ class Leg(Base):
 
     def __repr__(self) -> str:
         return f"Leg(call_id={self.call_id!r}, leg={self.leg!r}, status={self.status!r})"
+
+
+# --- callbacks (issue 4) ---------------------------------------------------------------------
+
+# ``status``: the final callback of a call (its ``callback`` URL); ``progress``: one event of
+# its ``dlrurl`` (initiated, ringing, answered, completed).
+OUTBOX_KINDS: Final = ("status", "progress")
+OUTBOX_METHODS: Final = ("GET", "POST")
+# The rows the dispatcher may still have to send; the partial "due" index covers only them.
+OUTBOX_PENDING: Final = "delivered_at IS NULL AND given_up_at IS NULL"
+
+
+class WebhookSecret(Base):
+    """A secret an account's callbacks are signed with (Standard Webhooks, ``whsec_...``).
+
+    Rotating adds a new row and sets ``retired_at`` on the current one. The newest secret
+    always signs; a retired one keeps signing too (a second signature in the header) until
+    its grace period after ``retired_at`` ends, so receivers can switch at their own pace.
+    """
+
+    __tablename__ = "webhook_secrets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"WebhookSecret(id={self.id!r}, account_id={self.account_id!r})"
+
+
+class Outbox(Base):
+    """One callback to deliver, written in the transaction of the change it reports.
+
+    ``id`` is the ``webhook-id`` (the same on every attempt, so receivers can drop
+    duplicates); ``seq`` numbers the callbacks of one call in the order they were written.
+    ``next_attempt_at`` is when the dispatcher may send it next (it also serves as the lease
+    of a row being sent). A row is finished once ``delivered_at`` or ``given_up_at`` is set.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_in("kind", OUTBOX_KINDS), name="kind"),
+        CheckConstraint(_in("method", OUTBOX_METHODS), name="method"),
+        UniqueConstraint("call_id", "seq"),
+        Index(
+            "ix_outbox_due",
+            "next_attempt_at",
+            sqlite_where=text(OUTBOX_PENDING),
+            postgresql_where=text(OUTBOX_PENDING),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    call_id: Mapped[str] = mapped_column(String(64), ForeignKey("calls.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(Text)
+    seq: Mapped[int]
+    url: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)  # JSON text for POST
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    delivered_at: Mapped[datetime | None]
+    given_up_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"Outbox(id={self.id!r}, call_id={self.call_id!r}, seq={self.seq!r})"
+
+
+class OutboxAttempt(Base):
+    """One try at delivering an outbox row: when, the HTTP status (None: no response), why."""
+
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    outbox_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("outbox.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    http_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int]
+
+    def __repr__(self) -> str:
+        return f"OutboxAttempt(outbox_id={self.outbox_id!r}, http_status={self.http_status!r})"
