@@ -4,6 +4,7 @@ models that match the migrations, per-database connection settings, durability."
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from voiceplane.store.db import (
     migrate,
     migration_sql,
     normalize_url,
+    reader_sessions,
     session_factory,
 )
 from voiceplane.store.models import Account, Base, Call, Number, UTCDateTime
@@ -344,3 +346,21 @@ def test_the_migration_renders_for_postgresql_without_a_server() -> None:
     assert "BIGSERIAL" in sql  # legs.id is 64-bit there
     assert "INSERT INTO alembic_version (version_num) VALUES ('0001')" in sql
     assert f"UPDATE alembic_version SET version_num='{head_revision()}'" in sql
+
+
+def test_reader_sessions_do_not_wait_for_the_write_lock(tmp_path: Path) -> None:
+    """A writer holds SQLite's write lock; a reader still reads (deferred BEGIN, WAL)."""
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    migrate(url)
+    engine = create_engine_for(url)
+    try:
+        writers = session_factory(engine)
+        readers = reader_sessions(writers)
+        with writers.begin() as writing:
+            repository.create_account(writing, name="held")  # the write lock is taken and held
+            started = time.monotonic()
+            with readers.begin() as reading:
+                assert reading.scalar(text("SELECT count(*) FROM accounts")) == 0
+            assert time.monotonic() - started < 1  # did not wait for the busy timeout
+    finally:
+        engine.dispose()

@@ -27,6 +27,7 @@ from voiceplane.api.deps import Backend
 from voiceplane.api.errors import ApiError
 from voiceplane.calls.commands import CallCommands, NoEngine
 from voiceplane.config import Config
+from voiceplane.store.db import reader_sessions
 from voiceplane.store.writer import StoreWriter
 
 MEDIA_DIR = "media"  # under the data directory: where relative .wav targets are looked for
@@ -94,6 +95,7 @@ def create_app(
             commands=commands if commands is not None else NoEngine(),
             media_dir=(config.data.dir / MEDIA_DIR).absolute(),
             writer=writer,
+            readers=reader_sessions(sessions),
         )
         app.include_router(voice.router, responses={401: {"model": ErrorBody}})
         app.include_router(legacy.router)

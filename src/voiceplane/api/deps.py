@@ -78,6 +78,11 @@ class Backend:
     media_dir: Path
     writer: StoreWriter | None = None
     keys: KeyCache = field(default_factory=KeyCache)
+    readers: sessionmaker[Session] | None = None  # read-only transactions (GET, auth)
+
+    def reading(self) -> sessionmaker[Session]:
+        """Sessions for a transaction that only reads."""
+        return self.readers if self.readers is not None else self.sessions
 
     def order_context(self) -> OrderContext:
         """What validating a call request needs: the time now and where audio files are."""
@@ -95,7 +100,7 @@ class Backend:
         return account
 
     def _authenticate(self, sid: str, api_key: str | None) -> Account:
-        with self.sessions.begin() as session:
+        with self.reading().begin() as session:
             return authenticate(session, sid=sid, api_key=api_key)
 
     async def check_own_number(self, account: Account, e164: str) -> None:
@@ -106,7 +111,7 @@ class Backend:
         self.keys.remember_number(account.id, e164)
 
     def _check_own_number(self, account: Account, e164: str) -> None:
-        with self.sessions.begin() as session:
+        with self.reading().begin() as session:
             own_number(session, account=account, e164=e164)
 
     async def insert_call(self, row: dict[str, Any]) -> str:

@@ -105,7 +105,7 @@ def get_call(
     sid: str, call_id: str, backend: BackendDep, api_key: ApiKeyHeader = None
 ) -> dict[str, Any]:
     """The call record: state, final status, times and every leg's SIP outcome."""
-    with backend.sessions.begin() as session:
+    with backend.reading().begin() as session:
         account = authenticate(session, sid=sid, api_key=api_key)
         call = _own_call(session, account, call_id)
         return records.public_record(call, records.dialect_of(account))
@@ -181,7 +181,7 @@ def call_logs(
         start_time=start_time,
         end_time=end_time,
     )
-    with backend.sessions.begin() as session:
+    with backend.reading().begin() as session:
         account = authenticate(session, sid=sid, api_key=api_key)
         dialect = records.dialect_of(account)
         found = filters.calls(session, account=account, limit=size, offset=skip)

@@ -36,6 +36,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+# Execution option marking a read-only transaction (see reader_sessions).
+READ_ONLY_OPTION: Final = "voiceplane_read_only"
 
 # Where env.py finds the connection to migrate (Config.attributes is Alembic's way to pass
 # objects to env.py).
@@ -99,7 +101,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")  # deferred: a reader never takes the lock
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -111,6 +116,19 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
             call = repository.create_call(session, account=account, service="outbound", ...)
     """
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def reader_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions like ``sessions`` for transactions that only read.
+
+    On SQLite they begin with a plain (deferred) ``BEGIN`` instead of ``BEGIN IMMEDIATE``:
+    in WAL mode a reader then neither waits for the single write lock nor holds it up, and
+    sees one consistent snapshot. On PostgreSQL nothing changes.
+    """
+    bind = sessions.kw["bind"]
+    if not isinstance(bind, Engine):
+        raise TypeError("reader_sessions needs sessions bound to an engine")
+    return session_factory(bind.execution_options(**{READ_ONLY_OPTION: True}))
 
 
 # --- migrations ------------------------------------------------------------------------------
