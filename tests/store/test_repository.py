@@ -510,3 +510,20 @@ def test_iso_utc_converts_other_zones() -> None:
     india = timezone(timedelta(hours=5, minutes=30))
     assert repo.iso_utc(datetime(2025, 1, 1, 11, 0, tzinfo=india)) == "2025-01-01T05:30:00.000Z"
     assert repo.iso_utc(None) is None
+
+
+def test_a_number_filter_finds_calls_that_rang_it_in_parallel(
+    factory: sessionmaker[Session],
+) -> None:
+    account, _key = new_account(factory)
+    parallel = new_call(factory, account, service="click2call", from_number="+9111",
+                        to_number="+91222,+91333")  # fmt: skip
+    single = new_call(factory, account, service="outbound", to_number="+91333")
+    with factory() as session:
+        def found(number: str) -> set[str]:
+            return {c.id for c in repo.list_calls(session, account=account, number=number)}
+
+        assert found("+91333") == {parallel, single}
+        assert found("+91222") == {parallel}
+        assert found("+9122") == set()  # a prefix of a listed number is not that number
+        assert found("+9111") == {parallel}

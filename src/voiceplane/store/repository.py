@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypedDict, Unpack
 
 from sqlalchemy import ColumnElement, func, insert, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Mapped, Session, selectinload
 
 from voiceplane.store.models import (
     DEFAULT_STATUS_DIALECT,
@@ -307,6 +307,11 @@ def find_call(session: Session, *, call_id: str) -> Call | None:
     return session.get(Call, call_id)
 
 
+def _lists(column: Mapped[str | None], number: str) -> ColumnElement[bool]:
+    """``column`` is ``number``, or a ","-joined list of numbers rung at once holding it."""
+    return or_(column == number, ("," + column + ",").contains("," + number + ","))
+
+
 def _call_filters(
     *,
     account: Account,
@@ -326,8 +331,9 @@ def _call_filters(
         conditions.append(Call.status == status)
     if number is not None:
         conditions.append(
-            or_(Call.to_number == number, Call.from_number == number, Call.bridge == number)
-        )
+            or_(_lists(Call.to_number, number), _lists(Call.from_number, number),
+                Call.bridge == number)
+        )  # fmt: skip
     if created_from is not None:
         conditions.append(Call.created_at >= created_from)
     if created_to is not None:
