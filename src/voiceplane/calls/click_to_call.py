@@ -63,6 +63,9 @@ async def _bridge(
     if not isinstance(first, Answered):
         return click_to_call_status(first.verdict, None), f"leg 1: {first.verdict.explanation}"
     agent, agent_track = first.call, first.track
+    # Stored now, not with leg 2's first ring: after a crash in between, the record must
+    # show that the agent had answered (FAILED_LEG2, not FAILED_LEG1).
+    tracker.save()
 
     # Leg 2 rings until it answers, or until the agent hangs up or the API cancels.
     stop = asyncio.Event()
