@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class EngineSettings:
     ring_timeout_s: float = 30.0  # when the call does not say
     poll_interval_s: float = 0.5  # how often the queue is read without a doorbell
-    gather_s: float = 0.005  # after a doorbell, how long to let more calls arrive
+    gather_s: float = 0.02  # after a doorbell, how long to let more calls arrive
     claim_batch: int = 200
     max_active: int = 20_000  # calls carried out at once by this engine
     max_talk_s: float = 4 * 3600  # a connected click-to-call is hung up after this long
