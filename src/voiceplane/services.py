@@ -2,7 +2,8 @@
 
 They start in list order and stop in reverse (see :func:`voiceplane.server.serve`), so a
 service that another one uses goes first: the store, SIP, media, the sandbox operator (only
-when no trunk is configured), then the call engine, which needs all of them.
+when no trunk is configured), the callback dispatcher, and the call engine, which needs
+all of them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from voiceplane.callbacks.dispatcher import Dispatcher
 from voiceplane.calls.commands import CallCommands
 from voiceplane.calls.engine import CallEngine, EngineSettings
 from voiceplane.calls.trunk import Trunk
@@ -82,13 +84,18 @@ def build_platform(config: Config) -> Platform:
             )
         return Trunk(sip.ua, destination, credentials)
 
+    dispatcher = Dispatcher(store.sessions, writer=store.writer)
     engine = CallEngine(
         writer=store.writer,
         trunk=trunk,
         media=media,
         settings=EngineSettings(prompt_cache=config.data.dir / "prompts"),
+        on_reported=dispatcher.wake,
     )
-    services.append(engine)
+    # The dispatcher before the engine, so it stops after it: the engine's last callbacks
+    # (calls it ended at the stop) are stored first; whatever the dispatcher cannot send
+    # before it stops stays in the outbox for the next start. Nothing is lost either way.
+    services += [dispatcher, engine]
     return Platform(services, store.sessions, store.writer, engine, engine, sandbox)
 
 

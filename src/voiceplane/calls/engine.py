@@ -59,8 +59,11 @@ class CallEngine:
         trunk: Callable[[], Trunk],
         media: MediaBackend,
         settings: EngineSettings | None = None,
+        on_reported: Callable[[], None] | None = None,
     ) -> None:
+        """``on_reported`` is rung when callbacks were stored (the dispatcher's doorbell)."""
         self._writer = writer
+        self._on_reported = on_reported
         self._trunk = trunk
         self._media = media
         self.settings = settings or EngineSettings()
@@ -154,6 +157,7 @@ class CallEngine:
 
     def _launch(self, command: CallCommand) -> None:
         tracker = CallTracker(command, self._writer)
+        tracker.on_reported = self._on_reported
         self._active[command.call_id] = tracker
         task = asyncio.get_running_loop().create_task(self._carry_out(tracker))
         self._tasks.add(task)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -20,6 +21,7 @@ from voiceplane.store.queue import CallCommand
 from voiceplane.store.writer import StoreWriter
 
 from .outcome import LegVerdict
+from .reporting import report_job
 from .status import Status
 
 # Who ended a leg, as the record's ``hangup_by`` says it.
@@ -126,6 +128,10 @@ class CallTracker:
         self.cancel_requested = asyncio.Event()
         if command.cancel_requested:
             self.cancel_requested.set()
+        # Progress events not yet reported (only calls with a callback or dlrurl report).
+        self._events: list[str] = []
+        self._initiated = False
+        self.on_reported: Callable[[], None] | None = None  # rung when callbacks were stored
 
     @property
     def call_id(self) -> str:
@@ -142,6 +148,8 @@ class CallTracker:
         order = ("queued", "dialing", "ringing", "answered", "completed")
         if order.index(state) > order.index(self.state):
             self.state = state
+            if state in ("ringing", "answered"):
+                self._note(state)
             if state == "answered" and self.answer_time is None:
                 self.answer_time = utcnow()
             self.save()
@@ -152,6 +160,7 @@ class CallTracker:
         self.status = status
         self.reason = reason
         self.end_time = utcnow()
+        self._note("completed")
         return self.save()
 
     def requeue(self, at: datetime, reason: str) -> asyncio.Future[None]:
@@ -178,5 +187,32 @@ class CallTracker:
             legs=tuple(track.freeze() for track in self.legs),
         )
 
+    def _note(self, event: str) -> None:
+        if not self._initiated:
+            self._initiated = True
+            self._events.append("initiated")
+        self._events.append(event)
+
     def save(self) -> asyncio.Future[None]:
-        return self._writer.submit_item(save_many, self.snapshot(), key=("call", self.call_id))
+        """Hand the writer a snapshot; the future resolves once it is stored."""
+        if not self.command.reported:
+            # Nobody to tell: a newer snapshot may replace this one while it waits.
+            return self._writer.submit_item(
+                save_many, self.snapshot(), key=("call", self.call_id)
+            )
+        # Reported calls keep every save, in order, each with the callbacks for its events.
+        events, self._events = self._events, []
+        stored = self._writer.submit(report_job(self.snapshot(), events))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stored.add_done_callback(lambda result: self._stored(result, done))
+        return done
+
+    def _stored(self, result: asyncio.Future[int], done: asyncio.Future[None]) -> None:
+        if result.cancelled():
+            done.cancel()
+        elif (error := result.exception()) is not None:
+            done.set_exception(error)
+        else:
+            if result.result() and self.on_reported is not None:
+                self.on_reported()
+            done.set_result(None)

@@ -37,6 +37,7 @@ class CallCommand:
     start_time: datetime
     cancel_requested: bool
     legs: tuple[LegProgress, ...]  # tries made by earlier attempts
+    reported: bool = False  # it has a callback or dlrurl URL: its changes are reported
 
 
 def split_numbers(value: str | None) -> tuple[str, ...]:
@@ -60,7 +61,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 100) -> list[Call
         select(
             c.id, c.account_id, c.service, c.from_number, c.to_number, c.bridge, c.target,
             c.ring_timeout, c.retry, c.retry_interval, c.attempts, c.created_at,
-            c.start_time, c.cancel_requested_at,
+            c.start_time, c.cancel_requested_at, c.callback_url, c.dlr_url,
         )  # fmt: skip
         .where(c.state == "queued")
         .where(or_(c.scheduled_at.is_(None), c.scheduled_at <= now))
@@ -101,6 +102,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 100) -> list[Call
             start_time=row.start_time or now,
             cancel_requested=row.cancel_requested_at is not None,
             legs=tuple(earlier.get(row.id, ())),
+            reported=bool(row.callback_url or row.dlr_url),
         )
         for row in rows
     ]
