@@ -226,6 +226,7 @@ VALID_C2C = {"from": "+919876543210", "to": "+919812345678", "bridge": BRIDGE}
         ({"target": "[not json"}, "target", "not valid JSON"),
         ({"callback": "ftp://crm.example/x"}, "callback", "http"),
         ({"callback": "crm.example/x"}, "callback", "http"),
+        ({"callback": "https://crm.example/x?s={stauts}"}, "callback", "unknown callback"),
         ({"dlrurl": "https://crm.example/a b"}, "dlrurl", "blanks"),
         ({"custom": "x" * 256}, "custom", "at most 255"),
         ({"calback": "https://crm.example"}, "calback", "unknown field"),

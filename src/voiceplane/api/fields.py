@@ -20,6 +20,7 @@ from pydantic import ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from voiceplane.api import phone, times
+from voiceplane.callbacks import legacy
 from voiceplane.store.models import utcnow
 
 MAX_URL_LENGTH: Final = 2048
@@ -104,6 +105,11 @@ def http_url(value: str | None) -> str | None:
         raise invalid(f"{text!r} is not an http:// or https:// URL", "invalid_url")
     if any(char.isspace() for char in text):
         raise invalid("a URL cannot contain blanks; percent-encode them", "invalid_url")
+    if legacy.has_placeholders(text):
+        try:
+            legacy.check_template(text)
+        except ValueError as error:
+            raise invalid(str(error), "unknown_placeholder") from None
     return text
 
 
