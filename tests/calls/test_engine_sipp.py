@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.platform import BRIDGE, Running, running_platform
 from tests.support.sipp import SippResult, SippServer, requires_sipp
+from voiceplane.store import repository
 
 pytestmark = [requires_sipp, pytest.mark.sipp]
 
@@ -307,3 +308,24 @@ async def test_a_parallel_try_that_was_busy_keeps_busy_when_another_answers(
     busy = leg(record, BUSY)
     assert (busy["status"], busy["sip_code"], busy["hangup_by"]) == ("BUSY", 486, "callee")
     assert result.received("CANCEL") == []
+
+
+async def test_a_graceful_stop_cancels_ringing_calls_and_says_the_platform_did(
+    tmp_path: Path,
+) -> None:
+    async with await operator(tmp_path, 1) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            call_id = await running.outbound(to=RINGS, target="hi", timeout=60)
+            await running.wait_for(call_id, state="ringing")
+            sessions = running.platform.sessions
+        # serve has stopped: the engine ended the call and stored it before it went.
+        result = await sipp.wait(10)
+    result.assert_ok(calls=1)
+    assert len(result.received("CANCEL")) == 1
+    with sessions() as session:
+        call = repository.find_call(session, call_id=call_id)
+        assert call is not None
+        record = repository.call_record(call)
+    assert record["state"] == "completed" and record["status"] == "CANCEL"
+    assert leg(record, RINGS)["hangup_by"] == "platform"

@@ -20,7 +20,7 @@ from voiceplane.sip.ua import OutboundCall
 from .dialing import Answered, finish_answered, hang_up, ring
 from .outcome import LegVerdict, click_to_call_status, platform_failure
 from .status import Status
-from .tracker import BY_API, BY_OTHER_LEG, BY_PLATFORM, CallTracker, LegTrack, WallClock
+from .tracker import BY_OTHER_LEG, BY_PLATFORM, CallTracker, LegTrack, WallClock
 from .trunk import Trunk
 
 
@@ -58,7 +58,8 @@ async def _bridge(
     to_wall = WallClock(trunk.ua.wall_time(0.0) or 0.0)
     first = await ring(
         tracker, trunk, leg=1, numbers=command.from_numbers, caller_id=command.bridge,
-        sdp=our_offer, ring_timeout=ring_timeout, stop=cancel, stopped_by=lambda: BY_API,
+        sdp=our_offer, ring_timeout=ring_timeout, stop=cancel,
+        stopped_by=lambda: tracker.cancelled_by,
     )  # fmt: skip
     if not isinstance(first, Answered):
         return click_to_call_status(first.verdict, None), f"leg 1: {first.verdict.explanation}"
@@ -77,7 +78,7 @@ async def _bridge(
         second = await ring(
             tracker, trunk, leg=2, numbers=command.to_numbers, caller_id=command.bridge,
             sdp=agent.remote_sdp, ring_timeout=ring_timeout, stop=stop,
-            stopped_by=lambda: BY_OTHER_LEG if agent_gone.done() else BY_API,
+            stopped_by=lambda: BY_OTHER_LEG if agent_gone.done() else tracker.cancelled_by,
         )  # fmt: skip
     finally:
         stopper.cancel()
@@ -85,7 +86,7 @@ async def _bridge(
         agent_outcome = await hang_up(agent)
         by = None if agent_gone.done() and not cancel.is_set() else BY_PLATFORM
         if cancel.is_set():
-            by = BY_API
+            by = tracker.cancelled_by
         agent_verdict = finish_answered(agent_track, agent_outcome, by=by, to_wall=to_wall)
         status = click_to_call_status(
             agent_verdict, second.verdict,
@@ -101,7 +102,8 @@ async def _bridge(
     else:
         ending = None
     verdicts = await _end_both(
-        (agent, agent_track), (customer, customer_track), ending, cancel, to_wall
+        (agent, agent_track), (customer, customer_track), ending, cancel, to_wall,
+        tracker.cancelled_by,
     )
     if connected is None:
         failure = platform_failure("the agent's phone refused the customer's media")
@@ -160,11 +162,12 @@ async def _end_both(
     first_gone: OutboundCall | None,
     cancel: asyncio.Event,
     to_wall: WallClock,
+    cancelled_by: str,
 ) -> tuple[LegVerdict, LegVerdict]:
     verdicts = []
     for call, track in (agent, customer):
         if first_gone is None:
-            by: str | None = BY_API if cancel.is_set() else BY_PLATFORM
+            by: str | None = cancelled_by if cancel.is_set() else BY_PLATFORM
         elif call is first_gone:
             by = None  # its own BYE: the outcome says the callee hung up
         else:

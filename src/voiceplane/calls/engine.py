@@ -32,7 +32,7 @@ from .outbound import run_outbound
 from .outcome import platform_failure
 from .recovery import recover
 from .status import Status
-from .tracker import CallTracker, utcnow
+from .tracker import BY_PLATFORM, CallTracker, utcnow
 from .trunk import Trunk
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class CallEngine:
         if self._dispatcher is not None:
             await self._dispatcher
         for tracker in self._active.values():
+            tracker.cancelled_by = BY_PLATFORM
             tracker.cancel_requested.set()
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=5)

@@ -16,7 +16,7 @@ from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
 from .dialing import Answered, finish_answered, hang_up, ring
 from .outcome import LegVerdict, platform_failure
 from .status import Status
-from .tracker import BY_API, BY_PLATFORM, CallTracker, WallClock, utcnow
+from .tracker import BY_PLATFORM, CallTracker, WallClock, utcnow
 from .trunk import Trunk
 
 # Outcomes worth another try later: the callee may pick up next time. A number that does
@@ -65,7 +65,7 @@ async def _attempt(
     result = await ring(
         tracker, trunk, leg=1, numbers=(number,), caller_id=tracker.command.bridge,
         sdp=session.offer(), ring_timeout=ring_timeout, stop=cancel,
-        stopped_by=lambda: BY_API,
+        stopped_by=lambda: tracker.cancelled_by,
     )  # fmt: skip
     if not isinstance(result, Answered):
         return result.verdict
@@ -86,7 +86,7 @@ async def _attempt(
         waits.add(playing)  # type: ignore[arg-type]
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
-    by: str | None = BY_API if cancel.is_set() and not ended.done() else BY_PLATFORM
+    by: str | None = tracker.cancelled_by if cancel.is_set() and not ended.done() else BY_PLATFORM
     if playing is not None and not playing.done():
         playing.cancel()
     if ended.done():

@@ -128,6 +128,8 @@ class CallTracker:
         self.cancel_requested = asyncio.Event()
         if command.cancel_requested:
             self.cancel_requested.set()
+        # Who a cancel comes from: the API, or the platform itself when it is stopping.
+        self.cancelled_by = BY_API
         # Progress events not yet reported (only calls with a callback or dlrurl report).
         self._events: list[str] = []
         self._initiated = False
