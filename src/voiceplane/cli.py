@@ -55,6 +55,7 @@ def serve_command(config: ConfigOption = None) -> None:
                 sessions=platform.sessions,
                 commands=platform.commands,
                 writer=platform.writer,
+                metrics=platform.metrics,
             )
         )
     except ServeError as exc:

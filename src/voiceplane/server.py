@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceplane.api.app import create_app
@@ -70,6 +71,7 @@ async def serve(
     sessions: sessionmaker[Session] | None = None,
     commands: CallCommands | None = None,
     writer: StoreWriter | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> None:
     """Run ``services`` and the HTTP API until SIGINT/SIGTERM, or until ``stop`` is set.
 
@@ -79,7 +81,7 @@ async def serve(
     """
     stop = stop if stop is not None else asyncio.Event()
     readiness = _Readiness()
-    server = _build_server(config, readiness, sessions, commands, writer)
+    server = _build_server(config, readiness, sessions, commands, writer, metrics)
     readiness.server = server
     with _signal_handlers(stop, server):
         async with contextlib.AsyncExitStack() as running:
@@ -105,8 +107,11 @@ def _build_server(
     sessions: sessionmaker[Session] | None,
     commands: CallCommands | None,
     writer: StoreWriter | None,
+    metrics: CollectorRegistry | None,
 ) -> uvicorn.Server:
-    app = create_app(config, ready=ready, sessions=sessions, commands=commands, writer=writer)
+    app = create_app(
+        config, ready=ready, sessions=sessions, commands=commands, writer=writer, metrics=metrics
+    )
     listen = config.api.listen
     return _Server(
         uvicorn.Config(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceplane.callbacks.dispatcher import Dispatcher
@@ -18,12 +19,14 @@ from voiceplane.calls.engine import CallEngine, EngineSettings
 from voiceplane.calls.trunk import Trunk
 from voiceplane.config import Config
 from voiceplane.media.embedded import EmbeddedMedia
+from voiceplane.metrics import PlatformCollector, registry_for
 from voiceplane.sandbox.operator import SandboxOperator
 from voiceplane.server import Service
 from voiceplane.sip.addressing import Address
 from voiceplane.sip.digest import Credentials
 from voiceplane.sip.timers import TimerValues
 from voiceplane.sip_service import SipService
+from voiceplane.store.db import reader_sessions
 from voiceplane.store.service import StoreService
 from voiceplane.store.writer import StoreWriter
 
@@ -38,6 +41,7 @@ class Platform:
     commands: CallCommands
     engine: CallEngine
     sandbox: SandboxOperator | None
+    metrics: CollectorRegistry
 
 
 class _MediaService:
@@ -96,7 +100,10 @@ def build_platform(config: Config) -> Platform:
     # (calls it ended at the stop) are stored first; whatever the dispatcher cannot send
     # before it stops stays in the outbox for the next start. Nothing is lost either way.
     services += [dispatcher, engine]
-    return Platform(services, store.sessions, store.writer, engine, engine, sandbox)
+    metrics = registry_for(
+        PlatformCollector(reader_sessions(store.sessions), engine, dispatcher)
+    )
+    return Platform(services, store.sessions, store.writer, engine, engine, sandbox, metrics)
 
 
 def build_services(config: Config) -> list[Service]:

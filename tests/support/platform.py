@@ -132,6 +132,7 @@ async def running_platform(
             sessions=platform.sessions,
             commands=platform.commands,
             writer=platform.writer,
+            metrics=platform.metrics,
         )
     )
     base = f"http://{config.api.listen.host}:{config.api.listen.port}"

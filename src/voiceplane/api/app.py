@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -72,6 +73,7 @@ def create_app(
     sessions: sessionmaker[Session] | None = None,
     commands: CallCommands | None = None,
     writer: StoreWriter | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
     """Build the HTTP app; ``ready()`` says whether the whole process is ready to serve.
 
@@ -89,6 +91,8 @@ def create_app(
     app.state.config = config
     _add_error_handlers(app)
     _add_health(app, ready)
+    if metrics is not None:
+        _add_metrics(app, metrics)
     if sessions is not None:
         app.state.backend = Backend(
             sessions=sessions,
@@ -100,6 +104,13 @@ def create_app(
         app.include_router(voice.router, responses={401: {"model": ErrorBody}})
         app.include_router(legacy.router)
     return app
+
+
+def _add_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
+    @app.get("/metrics", tags=["admin"], response_class=Response)
+    def metrics() -> Response:
+        """The platform's figures in the Prometheus text format."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _add_health(app: FastAPI, ready: Callable[[], bool]) -> None:
