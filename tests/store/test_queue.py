@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from voiceplane.store import repository as repo
 from voiceplane.store.models import Account
 from voiceplane.store.progress import CallProgress, LegProgress, save_many, save_progress
-from voiceplane.store.queue import cancel_requested, claim_due, interrupted, split_numbers
+from voiceplane.store.queue import cancel_requested, claim_due, split_numbers
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -98,7 +98,7 @@ def test_progress_snapshots_update_the_call_and_upsert_legs(
     assert legs[0]["hangup_by"] == "callee"
 
 
-def test_cancel_requests_and_interrupted_calls_are_found(
+def test_cancel_requests_and_claimed_calls_are_found(
     factory: sessionmaker[Session],
 ) -> None:
     account_id = _account(factory)
@@ -112,4 +112,5 @@ def test_cancel_requests_and_interrupted_calls_are_found(
     with factory() as session:
         assert cancel_requested(session, [first, second]) == {second}
         assert cancel_requested(session, []) == set()
-        assert sorted(snap.call_id for snap in interrupted(session)) == sorted([first, second])
+        live = repo.calls_in_states(session, ["dialing", "ringing", "answered"])
+        assert sorted(call.id for call in live) == sorted([first, second])

@@ -10,10 +10,10 @@ queue survives and they are dialled as planned.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceplane.store.models import Call, Leg
+from voiceplane.store.repository import calls_in_states
 
 from .outcome import LegVerdict, click_to_call_status, platform_failure
 from .status import Status
@@ -25,7 +25,7 @@ INTERRUPTED_STATES = ("dialing", "ringing", "answered")
 def recover(session: Session) -> int:
     """Complete every interrupted call; how many there were."""
     now = utcnow()
-    calls = session.scalars(select(Call).where(Call.state.in_(INTERRUPTED_STATES))).all()
+    calls = calls_in_states(session, INTERRUPTED_STATES)
     for call in calls:
         reason = f"interrupted: the platform stopped while the call was {call.state}"
         failure = platform_failure(reason)

@@ -1,4 +1,4 @@
-"""The call queue, as the engine sees it: claim due calls, find cancel requests, recover.
+"""The call queue, as the engine sees it: claim due calls, find cancel requests.
 
 A claimed call leaves ``queued`` in the same transaction that selected it (``FOR UPDATE
 SKIP LOCKED`` on PostgreSQL), so two engines never dial the same call. What the engine
@@ -11,11 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .models import Call, Leg
-from .progress import CallProgress, LegProgress
+from .progress import LegProgress
+from .repository import DUE_ORDER, due_conditions
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +64,8 @@ def claim_due(session: Session, *, now: datetime, limit: int = 100) -> list[Call
             c.ring_timeout, c.retry, c.retry_interval, c.attempts, c.created_at,
             c.start_time, c.cancel_requested_at, c.callback_url, c.dlr_url,
         )  # fmt: skip
-        .where(c.state == "queued")
-        .where(or_(c.scheduled_at.is_(None), c.scheduled_at <= now))
-        .order_by(func.coalesce(c.scheduled_at, c.created_at), c.id)
+        .where(*due_conditions(now))
+        .order_by(*DUE_ORDER)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -129,33 +129,3 @@ def cancel_requested(session: Session, call_ids: Iterable[str]) -> set[str]:
         return set()
     query = select(Call.id).where(Call.id.in_(wanted), Call.cancel_requested_at.is_not(None))
     return set(session.scalars(query))
-
-
-def interrupted(session: Session) -> list[CallProgress]:
-    """Calls left dialing, ringing or answered by an engine that stopped without ending them."""
-    query = (
-        select(Call)
-        .where(Call.state.in_(("dialing", "ringing", "answered")))
-        .order_by(Call.created_at, Call.id)
-    )
-    return [
-        CallProgress(
-            call_id=call.id,
-            state=call.state,
-            status=call.status,
-            reason=call.reason,
-            start_time=call.start_time,
-            answer_time=call.answer_time,
-            end_time=call.end_time,
-            duration=call.duration,
-            billsec=call.billsec,
-            attempts=call.attempts,
-            scheduled_at=call.scheduled_at,
-            legs=tuple(_leg_progress(leg) for leg in call.legs),
-        )
-        for call in session.scalars(query)
-    ]
-
-
-def _leg_progress(leg: object) -> LegProgress:
-    return LegProgress(**{name: getattr(leg, name) for name in LegProgress.__dataclass_fields__})

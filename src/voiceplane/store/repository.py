@@ -417,21 +417,32 @@ def calls_in_states(session: Session, states: Iterable[str]) -> list[Call]:
     return list(session.scalars(query))
 
 
+def due_conditions(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """What makes a call due at ``now``: queued, and unscheduled or scheduled by then."""
+    return (
+        Call.state == "queued",
+        or_(Call.scheduled_at.is_(None), Call.scheduled_at <= now),
+    )
+
+
+# Oldest due first: by when it became due, then by id for a stable order.
+DUE_ORDER: Final = (func.coalesce(Call.scheduled_at, Call.created_at), Call.id)
+
+
 def due_calls(session: Session, *, now: datetime, limit: int = 100) -> list[Call]:
     """Queued calls whose time has come (no ``scheduled_at``, or not after ``now``).
 
     Oldest first. On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` until the
     caller's transaction ends, so several engines can take work from one queue; move them
     out of ``queued`` in the same transaction. SQLite has one writer at a time anyway.
+    The engine's own claim (``store.queue.claim_due``) is the same query in plain SQL.
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
-    due_at = func.coalesce(Call.scheduled_at, Call.created_at)
     query = (
         select(Call)
-        .where(Call.state == "queued")
-        .where(or_(Call.scheduled_at.is_(None), Call.scheduled_at <= now))
-        .order_by(due_at, Call.id)
+        .where(*due_conditions(now))
+        .order_by(*DUE_ORDER)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
