@@ -4,14 +4,14 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Coroutine
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 import typer
 
 from voiceplane import __version__
 from voiceplane.config import ConfigError, load_config
 from voiceplane.console import admin, calling
+from voiceplane.console.options import ConfigOption
 from voiceplane.sandbox.foreground import run_sandbox
 from voiceplane.server import ServeError, serve
 from voiceplane.services import build_platform
@@ -26,16 +26,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="TOML settings file; VOICEPLANE_<SECTION>_<KEY> variables override it.",
-        show_default=False,
-    ),
-]
 
 
 @app.command("serve")

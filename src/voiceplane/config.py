@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,6 +36,31 @@ DEFAULT_SOURCE = "the default value"
 SECRET_KEYS = frozenset({("trunk", "password")})
 
 Transport = Literal["udp", "tcp"]
+
+
+def _split_transports(value: object) -> object:
+    """``"udp, TCP"`` (one string, as an environment variable gives it) or a list."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list | tuple):
+        return tuple(item.strip().lower() if isinstance(item, str) else item for item in value)
+    return value
+
+
+def _distinct_transports(value: tuple[Transport, ...]) -> tuple[Transport, ...]:
+    if not value:
+        raise ValueError("at least one transport is needed (udp, tcp)")
+    if len(set(value)) != len(value):
+        raise ValueError("a transport is listed twice")
+    return value
+
+
+# The SIP transports a listener runs ([sip] and [sandbox] transports).
+Transports = Annotated[
+    tuple[Transport, ...],
+    BeforeValidator(_split_transports),
+    AfterValidator(_distinct_transports),
+]
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9_.-]+")
 _DB_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -192,29 +218,11 @@ class SipSettings(_Section):
     """``[sip]``: our SIP endpoint and its RFC 3261 timers."""
 
     listen: Address = Field(default_factory=lambda: _address("127.0.0.1:5060"))
-    transports: tuple[Transport, ...] = ("udp", "tcp")
+    transports: Transports = ("udp", "tcp")
     user_agent: str = f"voiceplane/{__version__}"
     t1_ms: Milliseconds = 500
     t2_ms: Milliseconds = 4000
     t4_ms: Milliseconds = 5000
-
-    @field_validator("transports", mode="before")
-    @classmethod
-    def _split_transports(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list | tuple):
-            return tuple(item.strip().lower() if isinstance(item, str) else item for item in value)
-        return value
-
-    @field_validator("transports")
-    @classmethod
-    def _distinct_transports(cls, value: tuple[Transport, ...]) -> tuple[Transport, ...]:
-        if not value:
-            raise ValueError("at least one transport is needed (udp, tcp)")
-        if len(set(value)) != len(value):
-            raise ValueError("a transport is listed twice")
-        return value
 
     @field_validator("user_agent")
     @classmethod
@@ -419,29 +427,11 @@ class SandboxSettings(_Section):
     """
 
     listen: Address = Field(default_factory=lambda: _address("127.0.0.1:5070"))
-    transports: tuple[Transport, ...] = ("udp", "tcp")
+    transports: Transports = ("udp", "tcp")
     answer_after_ms: DelayMs = 1000
     reject_after_ms: DelayMs = 200
     hold_s: Seconds = 20.0
     rules: Annotated[tuple[SandboxRule, ...], BeforeValidator(_rules_from_text)] = ()
-
-    @field_validator("transports", mode="before")
-    @classmethod
-    def _split_transports(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list | tuple):
-            return tuple(item.strip().lower() if isinstance(item, str) else item for item in value)
-        return value
-
-    @field_validator("transports")
-    @classmethod
-    def _distinct_transports(cls, value: tuple[Transport, ...]) -> tuple[Transport, ...]:
-        if not value:
-            raise ValueError("at least one transport is needed (udp, tcp)")
-        if len(set(value)) != len(value):
-            raise ValueError("a transport is listed twice")
-        return value
 
 
 class MediaSettings(_Section):

@@ -31,6 +31,7 @@ from voiceplane.sip.sdp import (
     negotiate,
     negotiated_codec,
     parse_events,
+    under_origin,
     with_direction,
 )
 
@@ -882,3 +883,15 @@ def test_parse_mutated_descriptions(description: SessionDescription, data: st.Da
         else:
             body[position] = data.draw(st.sampled_from(b" \t\r\n:/=0-9aAmv\x00\xff"))
     parses_or_rejects(bytes(body))
+
+
+def test_under_origin_keeps_our_origin_one_version_up_and_their_media() -> None:
+    ours = make_offer(address="192.0.2.10", port=30000, session_id=42)
+    theirs = make_offer(address="198.51.100.7", port=6222, session_id=99)
+    reoffer = SessionDescription.parse(under_origin(theirs.encode(), ours.encode()))
+    assert (reoffer.session_id, reoffer.session_version, reoffer.address) == (
+        42, ours.session_version + 1, "192.0.2.10",
+    )  # fmt: skip
+    assert reoffer.rtp_address() == ("198.51.100.7", 6222)
+    with pytest.raises(SipParseError):
+        under_origin(b"not sdp", ours.encode())

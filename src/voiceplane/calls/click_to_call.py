@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 
 from voiceplane.media.backend import MediaBackend, MediaError
-from voiceplane.sip.sdp import SessionDescription
+from voiceplane.sip.errors import SipParseError
+from voiceplane.sip.sdp import under_origin
 from voiceplane.sip.ua import OutboundCall
 
 from .dialing import Answered, finish_answered, hang_up, ring
@@ -55,7 +55,7 @@ async def _bridge(
 ) -> tuple[Status, str]:
     command = tracker.command
     cancel = tracker.cancel_requested
-    to_wall = WallClock(trunk.ua.wall_time(0.0) or 0.0)
+    to_wall = trunk.wall_clock()
     first = await ring(
         tracker, trunk, leg=1, numbers=command.from_numbers, caller_id=command.bridge,
         sdp=our_offer, ring_timeout=ring_timeout, stop=cancel,
@@ -114,28 +114,11 @@ async def _bridge(
 async def _connect(agent: OutboundCall, customer: OutboundCall) -> bytes | None:
     """Re-INVITE the agent with the customer's SDP; the agent's new answer, or None."""
     try:
-        offer = _reoffer(agent, customer.remote_sdp)
-    except ValueError:
+        offer = under_origin(customer.remote_sdp, agent.leg.local_sdp)
+    except SipParseError:  # the customer's answer was not usable SDP
         return None
     status, answer = await agent.reinvite(offer)
     return answer if 200 <= status < 300 else None
-
-
-def _reoffer(agent: OutboundCall, theirs: bytes) -> bytes:
-    """The customer's media description under our own SDP origin, one version up.
-
-    The agent saw our origin in the first offer; a re-offer in the same session keeps the
-    origin and raises its version (RFC 3264, section 8).
-    """
-    ours = SessionDescription.parse(agent.leg.local_sdp)
-    remote = SessionDescription.parse(theirs)
-    return dataclasses.replace(
-        remote,
-        origin_username=ours.origin_username,
-        session_id=ours.session_id,
-        session_version=ours.session_version + 1,
-        address=ours.address,
-    ).encode()
 
 
 async def _until_either_ends(

@@ -83,7 +83,7 @@ async def ring(
 
     ``stopped_by()`` names who gave up when ``stop`` is set (for the leg's ``hangup_by``).
     """
-    to_wall = WallClock(trunk.ua.wall_time(0.0) or 0.0)
+    to_wall = trunk.wall_clock()
     tries: list[tuple[OutboundCall, LegTrack]] = []
     for number in numbers:
         track = tracker.new_leg(leg, number)

@@ -16,7 +16,7 @@ from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
 from .dialing import Answered, finish_answered, hang_up, ring
 from .outcome import LegVerdict, platform_failure
 from .status import Status
-from .tracker import BY_PLATFORM, CallTracker, WallClock, utcnow
+from .tracker import BY_PLATFORM, CallTracker, utcnow
 from .trunk import Trunk
 
 # Outcomes worth another try later: the callee may pick up next time. A number that does
@@ -71,7 +71,7 @@ async def _attempt(
         return result.verdict
     call, track = result.call, result.track
     tracker.set_state("answered")
-    to_wall = WallClock(trunk.ua.wall_time(0.0) or 0.0)
+    to_wall = trunk.wall_clock()
     try:
         session.accept_answer(call.remote_sdp)
     except MediaError as error:

@@ -92,12 +92,7 @@ class LegTrack:
         self.end_time = utcnow()
 
     def freeze(self) -> LegProgress:
-        return LegProgress(
-            seq=self.seq, leg=self.leg, number=self.number, status=self.status,
-            sip_code=self.sip_code, sip_reason=self.sip_reason, q850_cause=self.q850_cause,
-            hangup_by=self.hangup_by, start_time=self.start_time, ring_time=self.ring_time,
-            answer_time=self.answer_time, end_time=self.end_time, sip_call_id=self.sip_call_id,
-        )  # fmt: skip
+        return LegProgress(**vars(self))
 
 
 class WallClock:

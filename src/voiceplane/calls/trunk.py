@@ -13,6 +13,8 @@ from voiceplane.sip.addressing import Address
 from voiceplane.sip.digest import Credentials
 from voiceplane.sip.ua import OutboundCall, UserAgent
 
+from .tracker import WallClock
+
 
 @dataclass(frozen=True, slots=True)
 class Trunk:
@@ -21,6 +23,10 @@ class Trunk:
     ua: UserAgent
     destination: Address
     credentials: Credentials | None = None
+
+    def wall_clock(self) -> WallClock:
+        """Turns the SIP layer's loop-clock times (in outcomes) into UNIX timestamps."""
+        return WallClock(self.ua.wall_time(0.0) or 0.0)
 
     def dial(
         self, number: str, *, caller_id: str | None, sdp: bytes, ring_timeout: float | None

@@ -409,6 +409,23 @@ def bump_version(sdp: SessionDescription) -> SessionDescription:
     return replace(sdp, session_version=sdp.session_version + 1)
 
 
+def under_origin(theirs: bytes, ours: bytes) -> bytes:
+    """The description ``theirs`` re-offered under the origin of ``ours``, one version up.
+
+    Third-party call control (RFC 3725) hands one party's SDP to another that already saw
+    ``ours``: a re-offer in the same session keeps the origin and raises its version
+    (RFC 3264 section 8). ``SipParseError`` when either is not SDP.
+    """
+    mine = SessionDescription.parse(ours)
+    return replace(
+        SessionDescription.parse(theirs),
+        origin_username=mine.origin_username,
+        session_id=mine.session_id,
+        session_version=mine.session_version + 1,
+        address=mine.address,
+    ).encode()
+
+
 def parse_events(fmtp: str | None) -> frozenset[int]:
     """The event codes of a telephone-event ``fmtp`` (``"0-15,66,70"``, RFC 4733 section 2.4.1).
 
