@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from voiceplane.media.dtmf import DtmfDetector
+from voiceplane.media.dtmf import DtmfDetector, KeyPress
 from voiceplane.media.rtp import RtpPacket, TelephoneEvent
 
 
@@ -19,14 +19,15 @@ def press(
 
 
 def feed(detector: DtmfDetector, packets: list[tuple[RtpPacket, TelephoneEvent]]) -> list[str]:
-    return [d for p, e in packets if (d := detector.feed(p, e)) is not None]
+    return [k.digit for p, e in packets if (k := detector.feed(p, e)) is not None]
 
 
 def test_each_press_is_reported_once_at_its_first_end() -> None:
     detector = DtmfDetector()
     packets = press("1", 1000)
     results = [detector.feed(p, e) for p, e in packets]
-    assert results == [None, None, None, "1", None, None]
+    assert results == [None, None, None, KeyPress("1", 1000, 640), None, None]
+    assert KeyPress("1", 1000, 640).seconds == 0.08
 
 
 def test_the_same_key_twice_is_two_presses() -> None:

@@ -11,11 +11,32 @@ Implementations: ``embedded.EmbeddedMedia`` (RTP in this process) and, later, rt
 from __future__ import annotations
 
 import asyncio
+import enum
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from .errors import MediaError
 
-__all__ = ["MediaBackend", "MediaError", "MediaSession"]
+__all__ = ["MediaBackend", "MediaError", "MediaSession", "Recording", "RecordingEnd"]
+
+
+class RecordingEnd(enum.Enum):
+    """Why ``MediaSession.record`` stopped."""
+
+    MAX_LENGTH = "max_length"  # max_s went by
+    DIGIT = "digit"  # the far end pressed one of the stop_on_digits keys
+    CLOSED = "closed"  # the session was closed (the call ended)
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A finished recording: a WAV file of 8 kHz mono s16le what the far end said."""
+
+    path: Path
+    duration: float  # seconds of audio in the file
+    ended_by: RecordingEnd
+    digit: str | None = None  # the key that ended it (ended_by DIGIT), not also in dtmf()
 
 
 class MediaSession(Protocol):
@@ -23,7 +44,7 @@ class MediaSession(Protocol):
 
     Outgoing call: ``offer()`` into the INVITE, ``accept_answer()`` with the 2xx body.
     Incoming call: ``answer()`` with the INVITE's offer, the result into the 2xx.
-    Then ``play()`` prompts and read ``dtmf()``; ``close()`` when the leg ends.
+    Then ``play()`` prompts, read ``dtmf()``, ``record()``; ``close()`` when the leg ends.
     """
 
     @property
@@ -47,6 +68,23 @@ class MediaSession(Protocol):
         """Send 8 kHz mono s16le ``pcm`` in paced 20 ms frames; returns when all is sent.
 
         Returns early, without error, if the session is closed meanwhile.
+        """
+        ...
+
+    async def play_file(self, path: Path | str) -> None:
+        """``play()`` the audio of a WAV file (any format sox reads); ``MediaError`` if none."""
+        ...
+
+    async def record(
+        self, path: Path | str, max_s: float, stop_on_digits: str = ""
+    ) -> Recording:
+        """Write what the far end says to a WAV file at ``path`` (8 kHz mono s16le).
+
+        Ends after ``max_s`` seconds, at the first key press among ``stop_on_digits`` (that
+        key is reported in the result, not in ``dtmf()``; other keys go to ``dtmf()`` as
+        usual), or when the session closes; the file is complete in every case. A second
+        ``record()`` while one runs is a ``MediaError``; so is ``max_s <= 0`` or a
+        ``stop_on_digits`` that is not DTMF keys.
         """
         ...
 

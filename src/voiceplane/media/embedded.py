@@ -20,6 +20,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from voiceplane.sip.errors import SipParseError
@@ -34,10 +35,11 @@ from voiceplane.sip.sdp import (
 )
 
 from . import g711
-from .audio import SAMPLE_RATE, SAMPLE_WIDTH
-from .backend import MediaBackend, MediaSession
-from .dtmf import DtmfDetector
+from .audio import SAMPLE_RATE, SAMPLE_WIDTH, load_wav
+from .backend import MediaBackend, MediaSession, Recording, RecordingEnd
+from .dtmf import DtmfDetector, KeyPress
 from .errors import MediaError, RtpError
+from .recorder import Recorder, check_request
 from .rtp import RtpPacket, TelephoneEvent, is_rtcp
 
 __all__ = ["EmbeddedMedia", "EmbeddedSession"]
@@ -48,6 +50,11 @@ log = logging.getLogger(__name__)
 _ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     "pcmu": g711.ulaw_encode,
     "pcma": g711.alaw_encode,
+}
+# Voice codecs we can record: lower-case encoding name -> PCM decoder.
+_DECODERS: dict[str, Callable[[bytes], bytes]] = {
+    "pcmu": g711.ulaw_decode,
+    "pcma": g711.alaw_decode,
 }
 _PTIME_RANGE = (10, 60)  # ms; outside it the remote's a=ptime is not worth honouring
 # Late by more than this (a stalled loop), pacing restarts from now instead of bursting the
@@ -188,9 +195,12 @@ class EmbeddedSession(MediaSession):
         self._session_id = secrets.randbits(62)
         self._sender: _Sender | None = None
         self._event_types: frozenset[int] = frozenset()
+        self._decoders: dict[int, Callable[[bytes], bytes]] = {}
         self._received = 0
         self._digits: asyncio.Queue[str] = asyncio.Queue()
+        self._presses: list[KeyPress] = []
         self._detector = DtmfDetector()
+        self._recorder: Recorder | None = None
         # RFC 3550 section 5.1: random initial sequence number, timestamp and SSRC.
         self._ssrc = secrets.randbits(32)
         self._sequence = secrets.randbits(16)
@@ -346,6 +356,36 @@ class EmbeddedSession(MediaSession):
     def dtmf(self) -> asyncio.Queue[str]:
         return self._digits
 
+    @property
+    def key_presses(self) -> tuple[KeyPress, ...]:
+        """Every key press received so far, with its RTP timestamp and duration."""
+        return tuple(self._presses)
+
+    async def play_file(self, path: Path | str) -> None:
+        await self.play(await load_wav(path))
+
+    async def record(
+        self, path: Path | str, max_s: float, stop_on_digits: str = ""
+    ) -> Recording:
+        check_request(max_s, stop_on_digits)
+        if self._recorder is not None:
+            raise MediaError("this session is already recording")
+        if self._state is not _State.CLOSED and self._sender is None:
+            raise MediaError("cannot record before the SDP offer/answer is complete")
+        loop = asyncio.get_running_loop()
+        recorder = Recorder(path, max_s, stop_on_digits, loop.create_future())
+        if self._state is _State.CLOSED:
+            return recorder.close()  # an empty file, as the call is already over
+        self._recorder = recorder
+        timer = loop.call_later(max_s, recorder.finish, RecordingEnd.MAX_LENGTH)
+        try:
+            await recorder.done
+        finally:
+            timer.cancel()
+            self._recorder = None
+            result = recorder.close()
+        return result
+
     def _on_datagram(self, data: bytes) -> None:
         if is_rtcp(data):
             return
@@ -354,15 +394,30 @@ class EmbeddedSession(MediaSession):
         except RtpError:
             return  # not RTP: stray or hostile traffic is not counted
         self._received += 1
-        if packet.payload_type not in self._event_types:
+        if packet.payload_type in self._event_types:
+            self._on_event(packet)
             return
+        recorder = self._recorder
+        if recorder is None:
+            return
+        # Comfort noise and codecs we cannot decode are left out; the jitter buffer fills
+        # the time they covered with silence, from the timestamps.
+        decode = self._decoders.get(packet.payload_type)
+        if decode is not None:
+            recorder.audio(packet.ssrc, packet.sequence, packet.timestamp, decode(packet.payload))
+
+    def _on_event(self, packet: RtpPacket) -> None:
         try:
             event = TelephoneEvent.parse(packet.payload)
         except RtpError:
             return
-        digit = self._detector.feed(packet, event)
-        if digit is not None:
-            self._digits.put_nowait(digit)
+        press = self._detector.feed(packet, event)
+        if press is None:
+            return
+        self._presses.append(press)
+        if self._recorder is not None and self._recorder.key(press.digit):
+            return  # the key that ends a recording is its result, not a digit to gather
+        self._digits.put_nowait(press.digit)
 
     # ----------------------------------------------------------------- lifetime
 
@@ -372,6 +427,8 @@ class EmbeddedSession(MediaSession):
         self._state = _State.CLOSED
         if self._waiter is not None:
             _wake(self._waiter)
+        if self._recorder is not None:
+            self._recorder.finish(RecordingEnd.CLOSED)
         self._transport.close()
         self._on_close(self)
 
@@ -381,6 +438,8 @@ class EmbeddedSession(MediaSession):
             self._state = _State.CLOSED
             if self._waiter is not None:
                 _wake(self._waiter)
+            if self._recorder is not None:
+                self._recorder.finish(RecordingEnd.CLOSED)
             self._on_close(self)
 
     # ----------------------------------------------------------------- helpers
@@ -401,10 +460,12 @@ class EmbeddedSession(MediaSession):
             new = old if same == old else replace(same, session_version=old.session_version + 1)
         self._local = new
         self._event_types = _event_types(new, None)
+        self._decoders = _decoders(new, None)
 
     def _commit(self, sender: _Sender) -> None:
         self._sender = sender
         self._event_types = _event_types(self._current_local(), sender.negotiated)
+        self._decoders = _decoders(self._current_local(), sender.negotiated)
         self._state = _State.ACTIVE
 
     def _sender_for(self, negotiated: NegotiatedAudio) -> _Sender:
@@ -452,6 +513,26 @@ def _event_types(local: SessionDescription, negotiated: NegotiatedAudio | None) 
     if theirs is not None and media.codec(theirs.payload_type) is None:
         types.add(theirs.payload_type)
     return frozenset(types)
+
+
+def _decoders(
+    local: SessionDescription, negotiated: NegotiatedAudio | None
+) -> dict[int, Callable[[bytes], bytes]]:
+    """Payload types of voice we can decode: those our SDP declared, and, like
+    telephone-events, the peer's own number for the negotiated codec if it is free."""
+    media = local.audio
+    if negotiated is not None and negotiated.index < len(local.media):
+        media = local.media[negotiated.index]
+    codecs = list(media.voice_codecs) if media is not None else []
+    theirs = negotiated.codec if negotiated is not None else None
+    if theirs is not None and (media is None or media.codec(theirs.payload_type) is None):
+        codecs.append(theirs)
+    decoders = {}
+    for codec in codecs:
+        decode = _DECODERS.get(codec.name.lower())
+        if decode is not None and codec.clock_rate == SAMPLE_RATE and codec.channels == 1:
+            decoders[codec.payload_type] = decode
+    return decoders
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
