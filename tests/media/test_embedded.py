@@ -504,3 +504,33 @@ async def test_dtmf_captured_from_a_phone(media: EmbeddedMedia, peer: Peer) -> N
     await until(lambda: session.packets_received >= sent)
     digits = session.dtmf()
     assert [digits.get_nowait() for _ in range(digits.qsize())] == list("0123456789")
+
+
+async def test_many_sessions_are_paced_together(media: EmbeddedMedia, peer: Peer) -> None:
+    """Twenty callers: each gets its 25 frames 20 ms apart, all sent on the same ticks."""
+    sessions = [await connected(media, peer) for _ in range(20)]
+    await asyncio.gather(*(s.play(tone(0.5)) for s in sessions))
+    await until(lambda: len(peer.packets) >= 500)
+    by_ssrc: dict[int, list[float]] = {}
+    for at, packet in peer.packets:
+        by_ssrc.setdefault(packet.ssrc, []).append(at)
+    assert len(by_ssrc) == 20 and all(len(t) == 25 for t in by_ssrc.values())
+    intervals = sorted(b - a for t in by_ssrc.values() for a, b in zip(t, t[1:], strict=False))
+    assert abs(intervals[len(intervals) // 2] - 0.02) < 0.002  # the median
+    firsts = sorted(t[0] for t in by_ssrc.values())
+    assert firsts[-1] - firsts[0] < 0.015  # started on one tick, not one timer each
+
+
+async def test_a_cancelled_play_stops_sending(media: EmbeddedMedia, peer: Peer) -> None:
+    session = await connected(media, peer)
+    playing = asyncio.create_task(session.play(tone(5.0)))
+    await until(lambda: len(peer.packets) >= 3)
+    playing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await playing
+    await asyncio.sleep(0.05)
+    count = len(peer.packets)
+    await asyncio.sleep(0.1)
+    assert len(peer.packets) == count < 10
+    await session.play(tone(0.04))  # the session still plays afterwards
+    await until(lambda: len(peer.packets) == count + 2)

@@ -2,8 +2,10 @@
 
 Each session binds an even UDP port of the backend's range (RFC 3550 section 11; RTCP is
 neither sent nor expected), negotiates SDP through ``voiceplane.sip.sdp`` and sends prompts
-paced on absolute deadlines of the loop clock, so rounding and scheduling delays never add
-up. Media is symmetric: we send to the address and port of the remote SDP.
+paced by one ``Ticker`` per frame size that the backend shares among all its sessions: one
+timer on an absolute grid of the loop clock sends every playing session's next frame, so
+delays never add up and hundreds of callers cost one wake-up per 20 ms. Media is
+symmetric: we send to the address and port of the remote SDP.
 
 Python costs about 35 us per packet here, so one core carries a few hundred legs; beyond
 that the rtpengine backend is the answer (DESIGN.md, Growing past one machine).
@@ -40,7 +42,8 @@ from .backend import MediaBackend, MediaSession, Recording, RecordingEnd
 from .dtmf import DtmfDetector, KeyPress
 from .errors import MediaError, RtpError
 from .recorder import Recorder, check_request
-from .rtp import RtpPacket, TelephoneEvent, is_rtcp
+from .rtp import RtpPacket, TelephoneEvent, is_rtcp, rtp_header
+from .ticker import Ticker
 
 __all__ = ["EmbeddedMedia", "EmbeddedSession"]
 
@@ -57,9 +60,6 @@ _DECODERS: dict[str, Callable[[bytes], bytes]] = {
     "pcma": g711.alaw_decode,
 }
 _PTIME_RANGE = (10, 60)  # ms; outside it the remote's a=ptime is not worth honouring
-# Late by more than this (a stalled loop), pacing restarts from now instead of bursting the
-# missed frames out at once, which would only overflow the far end's jitter buffer.
-_MAX_LATENESS = 0.2  # seconds
 
 
 class _State(enum.Enum):
@@ -78,6 +78,16 @@ class _Sender:
     payload_type: int
     encode: Callable[[bytes], bytes]
     frame_samples: int
+
+
+@dataclass(slots=True)
+class _Playing:
+    """The prompt a session is playing: its PCM and how far the ticker has sent it."""
+
+    pcm: bytes
+    frame_bytes: int
+    done: asyncio.Future[None]
+    offset: int = 0
 
 
 class EmbeddedMedia(MediaBackend):
@@ -106,6 +116,7 @@ class EmbeddedMedia(MediaBackend):
         # is the last to be reused, so late packets of an old call miss the new one.
         self._cursor = secrets.randbelow(len(self._ports))
         self._sessions: set[EmbeddedSession] = set()
+        self._tickers: dict[int, Ticker] = {}  # by frame size in samples (20 ms: 160)
         self._closed = False
 
     @property
@@ -123,7 +134,9 @@ class EmbeddedMedia(MediaBackend):
         except BaseException:
             sock.close()
             raise
-        session = EmbeddedSession(self._host, port, transport, protocol, self._sessions.discard)
+        session = EmbeddedSession(
+            self._host, port, transport, protocol, self._sessions.discard, self._ticker
+        )
         self._sessions.add(session)
         return session
 
@@ -131,6 +144,14 @@ class EmbeddedMedia(MediaBackend):
         self._closed = True
         for session in list(self._sessions):
             await session.close()
+
+    def _ticker(self, frame_samples: int) -> Ticker:
+        """The ticker every session with this frame size plays on (created on first use)."""
+        ticker = self._tickers.get(frame_samples)
+        if ticker is None:
+            clock = asyncio.get_running_loop()
+            ticker = self._tickers[frame_samples] = Ticker(frame_samples / SAMPLE_RATE, clock)
+        return ticker
 
     def _bind(self) -> socket.socket:
         for port in self._candidates():
@@ -185,11 +206,13 @@ class EmbeddedSession(MediaSession):
         transport: asyncio.DatagramTransport,
         receiver: _Receiver,
         on_close: Callable[[EmbeddedSession], None],
+        tickers: Callable[[int], Ticker],
     ) -> None:
         self._host = host
         self._port = port
         self._transport = transport
         self._on_close = on_close
+        self._tickers = tickers
         self._state = _State.IDLE
         self._local: SessionDescription | None = None
         self._session_id = secrets.randbits(62)
@@ -207,7 +230,8 @@ class EmbeddedSession(MediaSession):
         self._timestamp = secrets.randbits(32)
         self._media_end: float | None = None  # loop time the last frame sent runs out
         self._play_lock = asyncio.Lock()
-        self._waiter: asyncio.Future[None] | None = None
+        self._playing: _Playing | None = None
+        self._resolving: asyncio.Future[_Sender | None] | None = None
         receiver.on_datagram = self._on_datagram
         receiver.on_lost = self._on_lost
 
@@ -273,62 +297,76 @@ class EmbeddedSession(MediaSession):
             await self._play(pcm)
 
     async def _play(self, pcm: bytes) -> None:
-        loop = asyncio.get_running_loop()
         sender = await self._resolved(self._sender)
-        if sender is None:
-            return  # closed while resolving
-        now = loop.time()
-        if self._media_end is not None and now > self._media_end:
+        if sender is None or not pcm:
+            return  # closed while resolving, or nothing to play
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._playing = _Playing(pcm, sender.frame_samples * SAMPLE_WIDTH, done)
+        ticker = self._tickers(sender.frame_samples)
+        ticker.add(self)  # the shared ticker sends one frame per tick: see tick()
+        try:
+            await done
+        finally:
+            self._playing = None
+            ticker.discard(self)
+
+    def tick(self, deadline: float) -> bool:
+        """Send the playing prompt's frame due at ``deadline``; ``True`` once all is sent.
+
+        Called by the backend's shared ``Ticker``, never directly.
+        """
+        playing = self._playing
+        if playing is None or playing.done.done():
+            return True
+        if self._state is _State.CLOSED:
+            _wake(playing.done)
+            return True
+        sender = self._sender
+        assert sender is not None  # play() waited for the offer/answer
+        if sender.destination is not None and not _is_ip(sender.destination[0]):
+            # A re-offer named a host: resolve it meanwhile, as if on hold till then.
+            self._resolve_later(sender, playing)
+            sender = replace(sender, destination=None)
+        marker = playing.offset == 0  # a talkspurt starts
+        if marker and self._media_end is not None and deadline > self._media_end:
             # Keep the timestamp running with real time across the silence between prompts
             # (RFC 3550 section 5.1), so the far end's playout clock stays right.
-            gap = round((now - self._media_end) * SAMPLE_RATE)
+            gap = round((deadline - self._media_end) * SAMPLE_RATE)
             self._timestamp = (self._timestamp + gap) & 0xFFFFFFFF
-        interval = sender.frame_samples / SAMPLE_RATE
-        frame_bytes = sender.frame_samples * SAMPLE_WIDTH
-        start = now
-        for index, offset in enumerate(range(0, len(pcm), frame_bytes)):
-            deadline = start + index * interval
-            late = loop.time() - deadline
-            if late < 0:
-                await self._sleep_until(deadline)
-            elif late > _MAX_LATENESS:
-                start += late
-            if self._state is _State.CLOSED:
-                return
-            if sender.negotiated is not self.negotiated:  # a re-offer changed the stream
-                sender = await self._resolved(self._sender)
-                if sender is None:
-                    return
-            frame = pcm[offset : offset + frame_bytes].ljust(frame_bytes, b"\0")
-            self._send(sender, frame, marker=index == 0)  # marker: talkspurt starts
-            self._media_end = start + (index + 1) * interval
+        end = playing.offset + playing.frame_bytes
+        frame = playing.pcm[playing.offset : end]
+        if len(frame) < playing.frame_bytes:
+            frame = frame.ljust(playing.frame_bytes, b"\0")
+        self._send(sender, frame, marker=marker)
+        self._media_end = deadline + len(frame) / SAMPLE_WIDTH / SAMPLE_RATE
+        playing.offset = end
+        if end >= len(playing.pcm):
+            _wake(playing.done)
+            return True
+        return False
 
     def _send(self, sender: _Sender, frame: bytes, *, marker: bool) -> None:
         if sender.destination is not None:
-            packet = RtpPacket(
-                payload_type=sender.payload_type,
-                sequence=self._sequence,
-                timestamp=self._timestamp,
-                ssrc=self._ssrc,
-                payload=sender.encode(frame),
-                marker=marker,
+            header = rtp_header(
+                sender.payload_type, self._sequence, self._timestamp, self._ssrc, marker=marker
             )
-            self._transport.sendto(packet.encode(), sender.destination)
+            self._transport.sendto(header + sender.encode(frame), sender.destination)
             self._sequence = (self._sequence + 1) & 0xFFFF  # counts packets sent
         # The timestamp counts media time, sent or not (held): it runs on regardless.
-        self._timestamp = (self._timestamp + sender.frame_samples) & 0xFFFFFFFF
+        self._timestamp = (self._timestamp + len(frame) // SAMPLE_WIDTH) & 0xFFFFFFFF
 
-    async def _sleep_until(self, deadline: float) -> None:
-        """Sleep to ``deadline`` on the loop clock; close() wakes it early."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiter = waiter
-        handle = loop.call_at(deadline, _wake, waiter)
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-            self._waiter = None
+    def _resolve_later(self, sender: _Sender, playing: _Playing) -> None:
+        if self._resolving is not None:
+            return
+
+        def resolved(task: asyncio.Task[_Sender | None]) -> None:
+            self._resolving = None
+            error = None if task.cancelled() else task.exception()
+            if error is not None and not playing.done.done():
+                playing.done.set_exception(error)
+
+        self._resolving = asyncio.ensure_future(self._resolved(sender))
+        self._resolving.add_done_callback(resolved)
 
     async def _resolved(self, sender: _Sender | None) -> _Sender | None:
         """``sender`` with its destination as an IP address (SDP may name a host)."""
@@ -425,8 +463,8 @@ class EmbeddedSession(MediaSession):
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._waiter is not None:
-            _wake(self._waiter)
+        if self._playing is not None:
+            _wake(self._playing.done)
         if self._recorder is not None:
             self._recorder.finish(RecordingEnd.CLOSED)
         self._transport.close()
@@ -436,8 +474,8 @@ class EmbeddedSession(MediaSession):
         # The socket went away under us (closed, or an OS error): stop as if close()d.
         if self._state is not _State.CLOSED:
             self._state = _State.CLOSED
-            if self._waiter is not None:
-                _wake(self._waiter)
+            if self._playing is not None:
+                _wake(self._playing.done)
             if self._recorder is not None:
                 self._recorder.finish(RecordingEnd.CLOSED)
             self._on_close(self)

@@ -180,6 +180,17 @@ class TelephoneEvent:
         return cls(event=index, end=end, volume=volume, duration=duration)
 
 
+def rtp_header(
+    payload_type: int, sequence: int, timestamp: int, ssrc: int, *, marker: bool = False
+) -> bytes:
+    """The plain 12-octet header (no CSRC, extension or padding) of a packet we send.
+
+    The hot path of sending: unlike ``RtpPacket`` it checks nothing (struct still refuses
+    values that do not fit), which matters at 50 packets a second per call.
+    """
+    return _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence, timestamp, ssrc)
+
+
 def is_rtcp(data: bytes) -> bool:
     """Whether a datagram on the RTP port is RTCP multiplexed with RTP (RFC 5761 section 4)."""
     return len(data) >= 2 and data[0] >> 6 == RTP_VERSION and data[1] in _RTCP_TYPES
