@@ -19,7 +19,7 @@ from voiceplane.store.models import Call, utcnow
 BRIDGE = "+918067000001"
 CONTRACT_KEYS = {
     "id", "service", "state", "status", "from", "to", "bridge", "custom", "reason",
-    "created_at", "start_time", "answer_time", "end_time", "duration", "billsec", "legs",
+    "rule", "created_at", "start_time", "answer_time", "end_time", "duration", "billsec", "legs",
 }  # fmt: skip
 LEG_KEYS = {
     "leg", "number", "status", "sip_code", "sip_reason", "q850_cause", "hangup_by",

@@ -42,6 +42,9 @@ TABLES = {
     "webhook_secrets",
     "outbox",
     "outbox_attempts",
+    "blocklist",
+    "account_policies",
+    "number_policies",
     "alembic_version",
 }
 

@@ -24,6 +24,7 @@ RECORD_KEYS = [
     "bridge",
     "custom",
     "reason",
+    "rule",
     "created_at",
     "start_time",
     "answer_time",
@@ -255,6 +256,7 @@ def test_call_and_legs_round_trip_into_the_call_record(factory: sessionmaker[Ses
         "bridge": "+15550100",
         "custom": "order-42",
         "reason": None,
+        "rule": None,
         "created_at": "2025-03-14T09:26:53.589Z",
         "start_time": "2025-03-14T09:26:53.589Z",
         "answer_time": "2025-03-14T09:26:56.589Z",
@@ -322,6 +324,7 @@ def test_a_call_decided_before_dialing_keeps_its_rule(factory: sessionmaker[Sess
         assert call is not None
         assert (call.state, call.status, call.decided_by_rule) == ("completed", "DND", "dnd")
         assert repo.call_record(call)["reason"] == "the callee is on the DND registry"
+        assert repo.call_record(call)["rule"] == "dnd"
 
 
 def test_another_accounts_call_is_never_returned(factory: sessionmaker[Session]) -> None:

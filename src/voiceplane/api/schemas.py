@@ -211,6 +211,11 @@ class CallRecord(BaseModel):
     bridge: str | None
     custom: str | None
     reason: str | None
+    rule: str | None = Field(
+        description="For a status decided before any SIP was sent, the pre-dial rule that "
+        "decided it (permissions.country, permissions.international, permissions.number_type, "
+        "permissions.network, blocklist, dnd, ...); null when the operator decided."
+    )
     created_at: str
     start_time: str | None
     answer_time: str | None

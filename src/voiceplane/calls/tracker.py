@@ -119,6 +119,7 @@ class CallTracker:
         self.end_time: datetime | None = None
         self.attempts = command.attempts
         self.scheduled_at: datetime | None = None
+        self.decided_by_rule: str | None = None  # set when policy decided before dialing
         self.legs: list[LegTrack] = [LegTrack(*astuple(leg)) for leg in command.legs]
         self.cancel_requested = asyncio.Event()
         if command.cancel_requested:
@@ -151,11 +152,15 @@ class CallTracker:
                 self.answer_time = utcnow()
             self.save()
 
-    def complete(self, status: Status, reason: str | None) -> asyncio.Future[None]:
-        """The call is over: its final status and reason; the future resolves once stored."""
+    def complete(
+        self, status: Status, reason: str | None, *, rule: str | None = None
+    ) -> asyncio.Future[None]:
+        """The call is over: its final status and reason (and, for a status decided before
+        dialing, the pre-dial ``rule`` that decided it); resolves once stored."""
         self.state = "completed"
         self.status = status
         self.reason = reason
+        self.decided_by_rule = rule
         self.end_time = utcnow()
         self._note("completed")
         return self.save()
@@ -182,6 +187,7 @@ class CallTracker:
             attempts=self.attempts,
             scheduled_at=self.scheduled_at,
             legs=tuple(track.freeze() for track in self.legs),
+            decided_by_rule=self.decided_by_rule,
         )
 
     def _note(self, event: str) -> None:

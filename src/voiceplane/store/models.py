@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -199,6 +201,8 @@ class Call(Base):
     billsec: Mapped[int] = mapped_column(default=0)  # seconds, answer to end
     # For a status decided before any SIP was sent: the pre-dial rule that decided it.
     decided_by_rule: Mapped[str | None] = mapped_column(Text)
+    # Promotional (checked against the DND registry) or not; None: the account's default.
+    promotional: Mapped[bool | None] = mapped_column(Boolean)
     # The command, kept so that the engine can carry it out after a restart.
     target: Mapped[str | None] = mapped_column(Text)  # TTS text or an audio file to play
     retry: Mapped[int] = mapped_column(default=0, server_default="0")  # extra attempts allowed
@@ -349,3 +353,60 @@ class OutboxAttempt(Base):
 
     def __repr__(self) -> str:
         return f"OutboxAttempt(outbox_id={self.outbox_id!r}, http_status={self.http_status!r})"
+
+
+# --- pre-dial policy (issue 5) ---------------------------------------------------------------
+
+
+class Blocklisted(Base):
+    """A number on an account's blocklist (E.164): its incoming calls are refused, and its
+    outgoing ones too when the account's policy says ``block_outgoing``."""
+
+    __tablename__ = "blocklist"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    e164: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Blocklisted(account_id={self.account_id!r}, e164={self.e164!r})"
+
+
+class _DialingColumns:
+    """Dialing permissions (voiceplane.policy.permissions): a NULL list means any."""
+
+    countries: Mapped[list[str] | None] = mapped_column(JSON)  # ISO 3166 regions
+    international: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=text("true")
+    )
+    number_types: Mapped[list[str] | None] = mapped_column(JSON)  # phonenumbers types
+    networks: Mapped[list[str] | None] = mapped_column(JSON)  # carrier names allowed
+    blocked_networks: Mapped[list[str] | None] = mapped_column(JSON)  # carrier names refused
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AccountPolicy(_DialingColumns, Base):
+    """An account's pre-dial settings; an account without a row has the defaults."""
+
+    __tablename__ = "account_policies"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    promotional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    block_outgoing: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    dnd_category: Mapped[str | None] = mapped_column(Text)
+
+
+class NumberPolicy(_DialingColumns, Base):
+    """A bridge number's dialing permissions, applied on top of its account's."""
+
+    __tablename__ = "number_policies"
+
+    number_id: Mapped[int] = mapped_column(
+        ForeignKey("numbers.id", ondelete="CASCADE"), primary_key=True
+    )

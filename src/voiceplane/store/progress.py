@@ -57,6 +57,7 @@ class CallProgress:
     attempts: int
     scheduled_at: datetime | None
     legs: tuple[LegProgress, ...] = ()
+    decided_by_rule: str | None = None  # the pre-dial rule that decided the status
 
 
 _CALL_FIELDS = (
@@ -70,6 +71,7 @@ _CALL_FIELDS = (
     "billsec",
     "attempts",
     "scheduled_at",
+    "decided_by_rule",
 )
 
 

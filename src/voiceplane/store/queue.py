@@ -39,6 +39,7 @@ class CallCommand:
     cancel_requested: bool
     legs: tuple[LegProgress, ...]  # tries made by earlier attempts
     reported: bool = False  # it has a callback or dlrurl URL: its changes are reported
+    promotional: bool | None = None  # the call's own choice; None: the account's default
 
 
 def split_numbers(value: str | None) -> tuple[str, ...]:
@@ -62,7 +63,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 100) -> list[Call
         select(
             c.id, c.account_id, c.service, c.from_number, c.to_number, c.bridge, c.target,
             c.ring_timeout, c.retry, c.retry_interval, c.attempts, c.created_at,
-            c.start_time, c.cancel_requested_at, c.callback_url, c.dlr_url,
+            c.start_time, c.cancel_requested_at, c.callback_url, c.dlr_url, c.promotional,
         )  # fmt: skip
         .where(*due_conditions(now))
         .order_by(*DUE_ORDER)
@@ -103,6 +104,7 @@ def claim_due(session: Session, *, now: datetime, limit: int = 100) -> list[Call
             cancel_requested=row.cancel_requested_at is not None,
             legs=tuple(earlier.get(row.id, ())),
             reported=bool(row.callback_url or row.dlr_url),
+            promotional=row.promotional,
         )
         for row in rows
     ]

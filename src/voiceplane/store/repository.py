@@ -226,6 +226,7 @@ class NewCall(TypedDict, total=False):
     status: str | None
     reason: str | None
     decided_by_rule: str | None
+    promotional: bool | None
 
 
 def call_row(
@@ -531,6 +532,7 @@ def call_record(call: Call) -> dict[str, object]:
         "bridge": call.bridge,
         "custom": call.custom,
         "reason": call.reason,
+        "rule": call.decided_by_rule,
         "created_at": iso_utc(call.created_at),
         "start_time": iso_utc(call.start_time),
         "answer_time": iso_utc(call.answer_time),
