@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voiceplane.media.errors import MediaError, RtpError
-from voiceplane.media.rtp import RtpExtension, RtpPacket, TelephoneEvent, is_rtcp
+from voiceplane.media.rtp import (
+    RtpExtension,
+    RtpPacket,
+    TelephoneEvent,
+    is_rtcp,
+    plain_header,
+    rtp_header,
+)
 
 u32 = st.integers(min_value=0, max_value=0xFFFFFFFF)
 
@@ -195,3 +202,27 @@ def test_not_digits(digit: str) -> None:
 def test_flash_and_other_events_are_no_digit() -> None:
     assert TelephoneEvent(event=16).digit is None
     assert TelephoneEvent(event=200).digit is None
+
+
+def test_rtp_header_is_the_packet_header() -> None:
+    packet = RtpPacket(8, 65535, 2**32 - 1, 0xDEADBEEF, b"x", marker=True)
+    assert rtp_header(8, 65535, 2**32 - 1, 0xDEADBEEF, marker=True) + b"x" == packet.encode()
+
+
+@pytest.mark.parametrize(
+    ("packet", "fields"),
+    [
+        (RtpPacket(0, 7, 8, 9, b"abc", marker=True), (0, 7, 8, 9)),
+        (RtpPacket(101, 1, 2, 3, b"abcd"), (101, 1, 2, 3)),
+        (RtpPacket(0, 7, 8, 9, b"abc", csrcs=(1,)), None),
+        (RtpPacket(0, 7, 8, 9, b"abc", padding=4), None),
+        (RtpPacket(0, 7, 8, 9, b"abc", extension=RtpExtension(1, b"")), None),
+    ],
+)
+def test_plain_header(packet: RtpPacket, fields: tuple[int, int, int, int] | None) -> None:
+    assert plain_header(packet.encode()) == fields
+
+
+@pytest.mark.parametrize("data", [b"", b"\x80\x00", bytes([0x80, 200]) + bytes(10), b"junk" * 4])
+def test_plain_header_of_what_is_not_a_plain_packet(data: bytes) -> None:
+    assert plain_header(data) is None

@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +43,7 @@ from .backend import MediaBackend, MediaSession, Recording, RecordingEnd
 from .dtmf import DtmfDetector, KeyPress
 from .errors import MediaError, RtpError
 from .recorder import Recorder, check_request
-from .rtp import RtpPacket, TelephoneEvent, is_rtcp, rtp_header
+from .rtp import HEADER_SIZE, RtpPacket, TelephoneEvent, is_rtcp, plain_header, rtp_header
 from .ticker import Ticker
 
 __all__ = ["EmbeddedMedia", "EmbeddedSession"]
@@ -78,6 +79,7 @@ class _Sender:
     payload_type: int
     encode: Callable[[bytes], bytes]
     frame_samples: int
+    resolved: bool  # destination is an IP address, or None (SDP may name a host)
 
 
 @dataclass(slots=True)
@@ -86,8 +88,48 @@ class _Playing:
 
     pcm: bytes
     frame_bytes: int
+    encode: Callable[[bytes], bytes]
+    frames: list[bytes | None]  # encoded frames, shared by every session playing the prompt
     done: asyncio.Future[None]
-    offset: int = 0
+    index: int = 0
+
+
+# Prompts whose encoded frames are kept: a flow plays the same few prompts to every caller.
+_PROMPT_CACHE = 32
+
+
+class _Playout:
+    """What the sessions of one backend share for sending: tickers and encoded prompts."""
+
+    def __init__(self) -> None:
+        self._tickers: dict[int, Ticker] = {}  # by frame size in samples (20 ms: 160)
+        self._prompts: OrderedDict[tuple[bytes, int, object], list[bytes | None]] = OrderedDict()
+
+    def ticker(self, frame_samples: int) -> Ticker:
+        """The ticker every session with this frame size plays on (created on first use)."""
+        ticker = self._tickers.get(frame_samples)
+        if ticker is None:
+            clock = asyncio.get_running_loop()
+            ticker = self._tickers[frame_samples] = Ticker(frame_samples / SAMPLE_RATE, clock)
+        return ticker
+
+    def frames(
+        self, pcm: bytes, frame_bytes: int, encode: Callable[[bytes], bytes]
+    ) -> list[bytes | None]:
+        """The encoded frames of ``pcm``, filled in as they are first sent.
+
+        G.711 encoding is most of the cost of a packet; 300 callers hearing one greeting
+        pay it once. (The bytes' hash is computed once and kept by Python.)
+        """
+        key = (pcm, frame_bytes, encode)
+        frames = self._prompts.get(key)
+        if frames is None:
+            frames = self._prompts[key] = [None] * -(-len(pcm) // frame_bytes)
+            if len(self._prompts) > _PROMPT_CACHE:
+                self._prompts.popitem(last=False)
+        else:
+            self._prompts.move_to_end(key)
+        return frames
 
 
 class EmbeddedMedia(MediaBackend):
@@ -116,7 +158,7 @@ class EmbeddedMedia(MediaBackend):
         # is the last to be reused, so late packets of an old call miss the new one.
         self._cursor = secrets.randbelow(len(self._ports))
         self._sessions: set[EmbeddedSession] = set()
-        self._tickers: dict[int, Ticker] = {}  # by frame size in samples (20 ms: 160)
+        self._playout = _Playout()
         self._closed = False
 
     @property
@@ -135,7 +177,7 @@ class EmbeddedMedia(MediaBackend):
             sock.close()
             raise
         session = EmbeddedSession(
-            self._host, port, transport, protocol, self._sessions.discard, self._ticker
+            self._host, port, transport, protocol, self._sessions.discard, self._playout
         )
         self._sessions.add(session)
         return session
@@ -144,14 +186,6 @@ class EmbeddedMedia(MediaBackend):
         self._closed = True
         for session in list(self._sessions):
             await session.close()
-
-    def _ticker(self, frame_samples: int) -> Ticker:
-        """The ticker every session with this frame size plays on (created on first use)."""
-        ticker = self._tickers.get(frame_samples)
-        if ticker is None:
-            clock = asyncio.get_running_loop()
-            ticker = self._tickers[frame_samples] = Ticker(frame_samples / SAMPLE_RATE, clock)
-        return ticker
 
     def _bind(self) -> socket.socket:
         for port in self._candidates():
@@ -206,13 +240,13 @@ class EmbeddedSession(MediaSession):
         transport: asyncio.DatagramTransport,
         receiver: _Receiver,
         on_close: Callable[[EmbeddedSession], None],
-        tickers: Callable[[int], Ticker],
+        playout: _Playout,
     ) -> None:
         self._host = host
         self._port = port
         self._transport = transport
         self._on_close = on_close
-        self._tickers = tickers
+        self._playout = playout
         self._state = _State.IDLE
         self._local: SessionDescription | None = None
         self._session_id = secrets.randbits(62)
@@ -301,8 +335,10 @@ class EmbeddedSession(MediaSession):
         if sender is None or not pcm:
             return  # closed while resolving, or nothing to play
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._playing = _Playing(pcm, sender.frame_samples * SAMPLE_WIDTH, done)
-        ticker = self._tickers(sender.frame_samples)
+        frame_bytes = sender.frame_samples * SAMPLE_WIDTH
+        frames = self._playout.frames(pcm, frame_bytes, sender.encode)
+        self._playing = _Playing(pcm, frame_bytes, sender.encode, frames, done)
+        ticker = self._playout.ticker(sender.frame_samples)
         ticker.add(self)  # the shared ticker sends one frame per tick: see tick()
         try:
             await done
@@ -323,37 +359,44 @@ class EmbeddedSession(MediaSession):
             return True
         sender = self._sender
         assert sender is not None  # play() waited for the offer/answer
-        if sender.destination is not None and not _is_ip(sender.destination[0]):
+        if not sender.resolved:
             # A re-offer named a host: resolve it meanwhile, as if on hold till then.
             self._resolve_later(sender, playing)
             sender = replace(sender, destination=None)
-        marker = playing.offset == 0  # a talkspurt starts
+        index = playing.index
+        marker = index == 0  # a talkspurt starts
         if marker and self._media_end is not None and deadline > self._media_end:
             # Keep the timestamp running with real time across the silence between prompts
             # (RFC 3550 section 5.1), so the far end's playout clock stays right.
             gap = round((deadline - self._media_end) * SAMPLE_RATE)
             self._timestamp = (self._timestamp + gap) & 0xFFFFFFFF
-        end = playing.offset + playing.frame_bytes
-        frame = playing.pcm[playing.offset : end]
-        if len(frame) < playing.frame_bytes:
-            frame = frame.ljust(playing.frame_bytes, b"\0")
-        self._send(sender, frame, marker=marker)
-        self._media_end = deadline + len(frame) / SAMPLE_WIDTH / SAMPLE_RATE
-        playing.offset = end
-        if end >= len(playing.pcm):
+        frame_bytes = playing.frame_bytes
+        if sender.destination is not None:
+            payload = playing.frames[index] if sender.encode is playing.encode else None
+            if payload is None:
+                offset = index * frame_bytes
+                frame = playing.pcm[offset : offset + frame_bytes].ljust(frame_bytes, b"\0")
+                payload = sender.encode(frame)
+                if sender.encode is playing.encode:
+                    playing.frames[index] = payload
+            self._send(sender, payload, marker=marker)
+        # The timestamp counts media time, sent or not (held): it runs on regardless.
+        samples = frame_bytes // SAMPLE_WIDTH
+        self._timestamp = (self._timestamp + samples) & 0xFFFFFFFF
+        self._media_end = deadline + samples / SAMPLE_RATE
+        playing.index = index = index + 1
+        if index >= len(playing.frames):
             _wake(playing.done)
             return True
         return False
 
-    def _send(self, sender: _Sender, frame: bytes, *, marker: bool) -> None:
-        if sender.destination is not None:
-            header = rtp_header(
-                sender.payload_type, self._sequence, self._timestamp, self._ssrc, marker=marker
-            )
-            self._transport.sendto(header + sender.encode(frame), sender.destination)
-            self._sequence = (self._sequence + 1) & 0xFFFF  # counts packets sent
-        # The timestamp counts media time, sent or not (held): it runs on regardless.
-        self._timestamp = (self._timestamp + len(frame) // SAMPLE_WIDTH) & 0xFFFFFFFF
+    def _send(self, sender: _Sender, payload: bytes, *, marker: bool) -> None:
+        assert sender.destination is not None
+        header = rtp_header(
+            sender.payload_type, self._sequence, self._timestamp, self._ssrc, marker=marker
+        )
+        self._transport.sendto(header + payload, sender.destination)
+        self._sequence = (self._sequence + 1) & 0xFFFF  # counts packets sent
 
     def _resolve_later(self, sender: _Sender, playing: _Playing) -> None:
         if self._resolving is not None:
@@ -372,7 +415,7 @@ class EmbeddedSession(MediaSession):
         """``sender`` with its destination as an IP address (SDP may name a host)."""
         if sender is None or self._state is _State.CLOSED:
             return None
-        if sender.destination is None or _is_ip(sender.destination[0]):
+        if sender.resolved or sender.destination is None:
             return sender
         host, port = sender.destination
         loop = asyncio.get_running_loop()
@@ -384,7 +427,9 @@ class EmbeddedSession(MediaSession):
         if not infos:
             raise MediaError(f"the RTP host {host!r} has no address")
         address = infos[0][4]
-        resolved = replace(sender, destination=(str(address[0]), int(address[1])))
+        resolved = replace(
+            sender, destination=(str(address[0]), int(address[1])), resolved=True
+        )
         if self._sender is sender:
             self._sender = resolved
         return resolved
@@ -425,24 +470,31 @@ class EmbeddedSession(MediaSession):
         return result
 
     def _on_datagram(self, data: bytes) -> None:
-        if is_rtcp(data):
-            return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpError:
-            return  # not RTP: stray or hostile traffic is not counted
+        plain = plain_header(data)
+        if plain is None:  # the rare packet with CSRCs, extension or padding, or not RTP
+            if is_rtcp(data):
+                return
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpError:
+                return  # not RTP: stray or hostile traffic is not counted
+            fields = packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc
+            payload = packet.payload
+        else:
+            fields, payload = plain, data[HEADER_SIZE:]
         self._received += 1
-        if packet.payload_type in self._event_types:
-            self._on_event(packet)
+        payload_type, sequence, timestamp, ssrc = fields
+        if payload_type in self._event_types:
+            self._on_event(RtpPacket(payload_type, sequence, timestamp, ssrc, payload))
             return
         recorder = self._recorder
         if recorder is None:
             return
         # Comfort noise and codecs we cannot decode are left out; the jitter buffer fills
         # the time they covered with silence, from the timestamps.
-        decode = self._decoders.get(packet.payload_type)
+        decode = self._decoders.get(payload_type)
         if decode is not None:
-            recorder.audio(packet.ssrc, packet.sequence, packet.timestamp, decode(packet.payload))
+            recorder.audio(ssrc, sequence, timestamp, decode(payload))
 
     def _on_event(self, packet: RtpPacket) -> None:
         try:
@@ -521,6 +573,7 @@ class EmbeddedSession(MediaSession):
         return _Sender(
             negotiated=negotiated,
             destination=(host, port) if wants_media else None,
+            resolved=not wants_media or _is_ip(host),
             payload_type=codec.payload_type,
             encode=encode,
             frame_samples=SAMPLE_RATE * ptime // 1000,

@@ -191,6 +191,20 @@ def rtp_header(
     return _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence, timestamp, ssrc)
 
 
+def plain_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(payload type, sequence, timestamp, SSRC) of a plain packet, else ``None``.
+
+    Plain: RTP version 2 without padding, extension or CSRCs, and not RTCP, which is what
+    phones send. The receive hot path reads those four fields without building an
+    ``RtpPacket``; for anything else (``None``) use ``RtpPacket.parse``. The payload of a
+    plain packet starts at ``HEADER_SIZE``.
+    """
+    if len(data) < HEADER_SIZE or data[0] != RTP_VERSION << 6 or data[1] in _RTCP_TYPES:
+        return None
+    _, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+    return second & 0x7F, sequence, timestamp, ssrc
+
+
 def is_rtcp(data: bytes) -> bool:
     """Whether a datagram on the RTP port is RTCP multiplexed with RTP (RFC 5761 section 4)."""
     return len(data) >= 2 and data[0] >> 6 == RTP_VERSION and data[1] in _RTCP_TYPES
