@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,16 @@ from sqlalchemy.orm import Session
 
 from voiceplane.media.backend import MediaBackend, MediaError
 from voiceplane.media.tts import load_target
+from voiceplane.policy.capacity import (
+    DEFAULT_QUEUE_TIMEOUT_S,
+    Admission,
+    ChannelCounter,
+    calls_in_progress,
+    still_in_progress,
+    sweep_capacity,
+)
+from voiceplane.policy.checks import DndRegistry
+from voiceplane.policy.rate import RateLimits
 from voiceplane.store.models import Call
 from voiceplane.store.queue import CallCommand, cancel_requested, claim_due
 from voiceplane.store.writer import StoreWriter
@@ -30,6 +41,7 @@ from voiceplane.store.writer import StoreWriter
 from .click_to_call import run_click_to_call
 from .outbound import run_outbound
 from .outcome import platform_failure
+from .predial import PreDialGate, status_of
 from .recovery import recover
 from .status import Status
 from .tracker import BY_PLATFORM, CallTracker, utcnow
@@ -46,6 +58,9 @@ class EngineSettings:
     claim_batch: int = 200
     max_active: int = 20_000  # calls carried out at once by this engine
     max_talk_s: float = 4 * 3600  # a connected click-to-call is hung up after this long
+    queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S  # waiting for a channel, when not given
+    max_cps: float = 0  # new calls a second on the trunk; 0: unlimited
+    cps_burst: int = 0  # 0: a tenth of a second's worth (voiceplane.policy.rate)
     prompt_cache: Path = Path("voiceplane-data/prompts")
 
 
@@ -60,9 +75,13 @@ class CallEngine:
         media: MediaBackend,
         settings: EngineSettings | None = None,
         on_reported: Callable[[], None] | None = None,
+        dnd: DndRegistry | None = None,
     ) -> None:
-        """``on_reported`` is rung when callbacks were stored (the dispatcher's doorbell)."""
+        """``on_reported`` is rung when callbacks were stored (the dispatcher's doorbell);
+        ``dnd`` is the Do-Not-Disturb registry promotional calls are checked against."""
         self._writer = writer
+        # Checks made before any SIP is sent (voiceplane.policy.checks).
+        self.pre_dial = PreDialGate(writer, dnd=dnd)
         self._on_reported = on_reported
         self._trunk = trunk
         self._media = media
@@ -74,6 +93,13 @@ class CallEngine:
         self._stopping = False
         self._cancel_waiting = False
         self.recovered = 0
+        # Capacity and call rate (voiceplane.policy): see _claim_pass.
+        self.channels = ChannelCounter()
+        self._rates = RateLimits(
+            trunk_cps=self.settings.max_cps, trunk_burst=self.settings.cps_burst
+        )
+        self._foreign: set[str] = set()  # calls in progress at start that are not ours
+        self._next_look: float | None = None  # when calls held back by the rate may go
 
     # --- Service -------------------------------------------------------------------------------
 
@@ -81,6 +107,11 @@ class CallEngine:
         self.recovered = await self._writer.submit(recover)
         if self.recovered:
             log.warning("gave a final status to %d calls interrupted by a stop", self.recovered)
+        # What is still in progress now belongs to other engines sharing the store: it holds
+        # channels until it ends (re-read in the sweep).
+        holding = await self._writer.submit(calls_in_progress)
+        self.channels.rebuild(holding)
+        self._foreign = {need.call_id for need in holding}
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     async def stop(self) -> None:
@@ -122,8 +153,11 @@ class CallEngine:
         last_sweep = 0.0
         while not self._stopping:
             rung = False
+            timeout = settings.poll_interval_s
+            if self._next_look is not None:
+                timeout = max(0.0, min(timeout, self._next_look - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=settings.poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 rung = True
             if rung and not self._stopping:
                 # Doorbells come in bursts under load: one claim for all of them.
@@ -138,12 +172,9 @@ class CallEngine:
                     await self._writer.submit(_cancel_queued)
                 room = settings.max_active - len(self._active)
                 if room > 0:
-                    limit = min(room, settings.claim_batch)
-                    commands = await self._writer.submit(functools.partial(_claim, limit=limit))
-                    for command in commands:
-                        self._launch(command)
-                    if len(commands) == limit:
-                        self._wake.set()  # there may be more waiting
+                    await self._claim_pass(min(room, settings.claim_batch))
+                if sweep:
+                    await self._sweep_capacity()
                 if sweep and self._active:
                     # Cancel requests stored by an API process that could not ring us.
                     last_sweep = loop.time()
@@ -156,6 +187,63 @@ class CallEngine:
                 log.exception("the call queue could not be read; retrying")
                 await asyncio.sleep(settings.poll_interval_s)
 
+    async def _claim_pass(self, limit: int) -> None:
+        """Claim and start the due calls that have a free channel and a token, in queue
+        order; the others stay queued (see voiceplane.policy.capacity)."""
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        self._next_look = None
+        if not self._rates.trunk.available(now):
+            self._next_look = loop.time() + self._rates.trunk.wait(now)
+            return
+        full_bridges, full_accounts = self.channels.full()
+        admission = Admission(self.channels, self._rates, now)
+        claim = functools.partial(
+            _claim, limit=limit, gate=admission, skip_bridges=full_bridges,
+            skip_accounts=full_accounts | self._rates.empty_accounts(now),
+        )  # fmt: skip
+        try:
+            commands = await self._writer.submit(claim)
+        except Exception:
+            admission.undo()
+            raise
+        claimed = {command.call_id for command in commands}
+        for call_id in admission.admitted:
+            if call_id not in claimed:  # admitted in a transaction that was rolled back
+                self.channels.release(call_id)
+        for command in commands:
+            self._launch(command)
+        if admission.rate_held:
+            self._next_look = loop.time() + self._rates.wait(time.monotonic())
+        filled = self.channels.full() != (full_bridges, full_accounts)
+        if admission.seen == limit and (commands or filled):
+            self._wake.set()  # there may be more waiting behind what was read
+
+    async def _sweep_capacity(self) -> None:
+        """End MAX-USE the calls whose queue time ran out, notice changed limits, and let go
+        of the channels of other engines' calls that have ended."""
+        if self._foreign:
+            ended = self._foreign - await self._writer.submit(
+                functools.partial(still_in_progress, call_ids=list(self._foreign))
+            )
+            for call_id in ended:
+                self._foreign.discard(call_id)
+                if self.channels.release(call_id):
+                    self._wake.set()
+        full = self.channels.full()
+        if not full[0] and not full[1]:
+            return
+        sweep = functools.partial(
+            sweep_capacity, counter=self.channels, default_timeout_s=self.settings.queue_timeout_s
+        )
+        expired, reported = await self._writer.submit(sweep)
+        if reported and self._on_reported is not None:
+            self._on_reported()
+        if expired:
+            log.info("%d calls waited out their queue time: MAX-USE", expired)
+        if self.channels.full() != full:
+            self._wake.set()  # a limit was raised: calls may go now
+
     def _launch(self, command: CallCommand) -> None:
         tracker = CallTracker(command, self._writer)
         tracker.on_reported = self._on_reported
@@ -163,6 +251,12 @@ class CallEngine:
         task = asyncio.get_running_loop().create_task(self._carry_out(tracker))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(self._call_ended, command.call_id))
+
+    def _call_ended(self, call_id: str, _task: asyncio.Task[None]) -> None:
+        """Free the call's channels; a call waiting for one may go now."""
+        if self.channels.release(call_id):
+            self._wake.set()
 
     async def _carry_out(self, tracker: CallTracker) -> None:
         command = tracker.command
@@ -170,6 +264,11 @@ class CallEngine:
             # The claim already stored "dialing"; the next save is when something rings.
             if tracker.cancel_requested.is_set():
                 await tracker.complete(Status.CANCEL, "cancelled before dialing")
+                return
+            refusal = await self.pre_dial.check(command)
+            if refusal is not None:
+                # Decided before dialing: no leg, no SIP; the record names the rule.
+                await tracker.complete(status_of(refusal), refusal.explanation, rule=refusal.rule)
                 return
             ring_timeout = float(command.ring_timeout or self.settings.ring_timeout_s)
             if command.service == "click2call":
@@ -209,8 +308,19 @@ async def _store_failure(tracker: CallTracker, error: Exception) -> None:
         await tracker.complete(status, verdict.explanation)
 
 
-def _claim(session: Session, *, limit: int) -> list[CallCommand]:
-    return claim_due(session, now=utcnow(), limit=limit)
+def _claim(
+    session: Session,
+    *,
+    limit: int,
+    gate: Admission,
+    skip_bridges: set[str],
+    skip_accounts: set[int],
+) -> list[CallCommand]:
+    gate.seen = 0  # the writer may run this job again after a failed batch
+    return claim_due(
+        session, now=utcnow(), limit=limit, gate=gate, skip_bridges=skip_bridges,
+        skip_accounts=skip_accounts,
+    )  # fmt: skip
 
 
 def _cancel_queued(session: Session) -> int:

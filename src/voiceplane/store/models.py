@@ -24,6 +24,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -110,6 +111,9 @@ class Account(Base):
     name: Mapped[str] = mapped_column(Text)
     # Which status words the account's records and callbacks use.
     status_dialect: Mapped[str] = mapped_column(Text, default=DEFAULT_STATUS_DIALECT)
+    # Capacity (voiceplane.policy): channels at once, new calls a second; None: unlimited.
+    channels: Mapped[int | None]
+    max_cps: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     api_keys: Mapped[list[ApiKey]] = relationship(
@@ -209,6 +213,8 @@ class Call(Base):
     retry_interval: Mapped[int] = mapped_column(default=60, server_default="60")  # seconds
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # attempts started
     cancel_requested_at: Mapped[datetime | None]
+    # Seconds the call may wait for a free channel before it ends MAX-USE; None: the default.
+    queue_timeout: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     account: Mapped[Account] = relationship()

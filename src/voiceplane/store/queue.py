@@ -7,14 +7,15 @@ gets back is plain data (:class:`CallCommand`), not ORM rows that belong to a se
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from .models import Call, Leg
+from .models import Account, Call, Leg, Number
 from .progress import LegProgress
 from .repository import DUE_ORDER, due_conditions
 
@@ -49,31 +50,121 @@ def split_numbers(value: str | None) -> tuple[str, ...]:
     return tuple(part for part in (piece.strip() for piece in value.split(",")) if part)
 
 
-def claim_due(session: Session, *, now: datetime, limit: int = 100) -> list[CallCommand]:
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A due call as the claim's gate sees it, with the limits of its bridge and account
+    (``numbers.channels``, ``accounts.channels``, ``accounts.max_cps``)."""
+
+    call_id: str
+    account_id: int
+    service: str
+    from_number: str | None
+    to_number: str | None
+    bridge: str | None
+    bridge_channels: int | None  # None: the bridge is not a registered number
+    account_channels: int | None  # None: unlimited
+    account_cps: float | None  # None: unlimited
+
+
+Gate = Callable[[Candidate], bool]
+
+
+def claim_due(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = 100,
+    gate: Gate | None = None,
+    skip_bridges: Collection[str] = (),
+    skip_accounts: Collection[int] = (),
+) -> list[CallCommand]:
     """Move up to ``limit`` due queued calls to ``dialing`` and return their commands.
 
     Oldest due first. Plain SQL (this runs for every call); on PostgreSQL the rows are
     locked ``FOR UPDATE SKIP LOCKED``, so several engines can share the queue.
+
+    With a ``gate`` (the engine's capacity and rate checks), each due call is offered to it
+    in queue order and only those it admits are claimed; the others stay queued in their
+    place. Calls through ``skip_bridges`` or of ``skip_accounts`` (known to be full) are not
+    even read, so calls behind them are not starved.
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
     calls = Call.__table__
     c = calls.c
+    conditions = list(due_conditions(now))
+    if skip_bridges:
+        conditions.append(or_(c.bridge.is_(None), c.bridge.not_in(list(skip_bridges))))
+    if skip_accounts:
+        conditions.append(c.account_id.not_in(list(skip_accounts)))
+    if gate is not None:
+        rows = _gated(session, conditions, limit, gate)
+    else:
+        rows = _due_rows(session, conditions, limit)
+    return _claim_rows(session, rows, now)
+
+
+def _due_rows(session: Session, conditions: list[Any], limit: int) -> Sequence[Any]:
+    c = Call.__table__.c
     query = (
-        select(
-            c.id, c.account_id, c.service, c.from_number, c.to_number, c.bridge, c.target,
-            c.ring_timeout, c.retry, c.retry_interval, c.attempts, c.created_at,
-            c.start_time, c.cancel_requested_at, c.callback_url, c.dlr_url, c.promotional,
-        )  # fmt: skip
-        .where(*due_conditions(now))
+        select(*_command_columns(c))
+        .where(*conditions)
         .order_by(*DUE_ORDER)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    connection = session.connection()  # Core only: no ORM objects for the hot path
-    rows = connection.execute(query).all()
+    return session.connection().execute(query).all()
+
+
+def _gated(
+    session: Session, conditions: list[Any], limit: int, gate: Gate
+) -> Sequence[Any]:
+    calls, accounts, numbers = Call.__table__, Account.__table__, Number.__table__
+    c = calls.c
+    query = (
+        select(
+            *_command_columns(c), numbers.c.channels.label("bridge_channels"),
+            accounts.c.channels.label("account_channels"),
+            accounts.c.max_cps.label("account_cps"),
+        )  # fmt: skip
+        .select_from(calls)
+        .join(accounts, accounts.c.id == c.account_id)
+        .outerjoin(numbers, numbers.c.e164 == c.bridge)
+        .where(*conditions)
+        .order_by(*DUE_ORDER)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=calls)
+    )
+    rows: Sequence[Any] = session.connection().execute(query).all()
+    return [
+        row
+        for row in rows
+        if gate(
+            Candidate(
+                call_id=row.id, account_id=row.account_id, service=row.service,
+                from_number=row.from_number, to_number=row.to_number, bridge=row.bridge,
+                bridge_channels=row.bridge_channels, account_channels=row.account_channels,
+                account_cps=row.account_cps,
+            )  # fmt: skip
+        )
+    ]
+
+
+def _command_columns(c: Any) -> tuple[Any, ...]:
+    """What a :class:`CallCommand` is made of."""
+    return (
+        c.id, c.account_id, c.service, c.from_number, c.to_number, c.bridge, c.target,
+        c.ring_timeout, c.retry, c.retry_interval, c.attempts, c.created_at,
+        c.start_time, c.cancel_requested_at, c.callback_url, c.dlr_url, c.promotional,
+    )  # fmt: skip
+
+
+def _claim_rows(session: Session, rows: Sequence[Any], now: datetime) -> list[CallCommand]:
     if not rows:
         return []
+    calls = Call.__table__
+    c = calls.c
+    connection = session.connection()  # Core only: no ORM objects for the hot path
     ids = [row.id for row in rows]
     connection.execute(
         update(calls)  # type: ignore[arg-type]
