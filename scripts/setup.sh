@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what voiceplane and its tests need on a fresh Debian machine: the Debian packages
-# (SIPp as Debian's sip-tester, espeak-ng and sox for prompts) and a virtualenv in .venv with
+# (SIPp as Debian's sip-tester, espeak-ng and sox for prompts, rtpengine for the rtpengine
+# media backend, run in userspace without its kernel module) and a virtualenv in .venv with
 # the project and its dev tools. Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(sip-tester espeak-ng sox)
+debs=(sip-tester espeak-ng sox rtpengine-daemon)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+  # Tests start their own rtpengine on free ports; the services Debian starts are not used.
+  if [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now rtpengine-daemon rtpengine-recording-daemon 2>/dev/null || true
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -106,8 +106,12 @@ def answer(call_id: str, from_tag: str, to_tag: str, sdp: bytes, **extra: Encoda
     return Command("answer", args)
 
 
-def delete(call_id: str) -> Command:
-    return Command("delete", {"call-id": call_id})
+def delete(call_id: str, *, delay: int | None = None) -> Command:
+    """End the call; ``delay`` seconds overrides rtpengine's ``--delete-delay`` (0: at once)."""
+    args: dict[str, Encodable] = {"call-id": call_id}
+    if delay is not None:
+        args["delete delay"] = delay
+    return Command("delete", args)
 
 
 def query(call_id: str) -> Command:

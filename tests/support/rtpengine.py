@@ -1,0 +1,125 @@
+"""A real rtpengine daemon on loopback for tests and benchmarks (userspace, no kernel module).
+
+``RtpengineDaemon`` starts ``rtpengine`` in the foreground with no config file, its ng port
+and DTMF log destination on free loopback ports and its media ports in a range of its own,
+waits until it answers ping, and stops it. ``requires_rtpengine`` skips a test when the
+binary is missing, except in CI (env ``CI`` set), where scripts/setup.sh installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+from tests.support.sipp import free_port
+from voiceplane.media.bencode import decode, encode
+
+BINARY = "rtpengine"
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 10.0  # seconds until it must answer ping
+
+
+def require_rtpengine() -> None:
+    """Skip without rtpengine locally; in CI its absence is a failure."""
+    if shutil.which(BINARY) is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail("rtpengine is required in CI (scripts/setup.sh installs rtpengine-daemon)")
+    pytest.skip("rtpengine is not installed (Debian package rtpengine-daemon)")
+
+
+class RtpengineDaemon:
+    """``with RtpengineDaemon() as rtpengine:`` -> ``rtpengine.ng`` / ``.dtmf_log`` addresses."""
+
+    def __init__(self, *, ports: int = 1000, threads: int | None = None) -> None:
+        self.ng = (LOOPBACK, free_port("udp"))
+        self.dtmf_log = (LOOPBACK, free_port("udp"))
+        # A random media port range, so two daemons (parallel runs) rarely collide.
+        low = 20000 + 2 * secrets.randbelow((60000 - 20000 - ports) // 2)
+        self.port_range = (low, low + ports - 1)
+        self.threads = threads
+        self._workdir = Path(tempfile.mkdtemp(prefix="rtpengine-"))
+        self.log_path = self._workdir / "rtpengine.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        args = [
+            BINARY,
+            "--config-file=none",  # not /etc/rtpengine/rtpengine.conf
+            "--foreground",
+            "--log-stderr",
+            "--log-level=5",
+            "--table=-1",  # no kernel module: userspace forwarding
+            f"--interface={LOOPBACK}",
+            f"--listen-ng={self.ng[0]}:{self.ng[1]}",
+            f"--dtmf-log-dest={self.dtmf_log[0]}:{self.dtmf_log[1]}",
+            f"--port-min={self.port_range[0]}",
+            f"--port-max={self.port_range[1]}",
+        ]
+        if self.threads is not None:
+            args.append(f"--num-threads={self.threads}")
+        return args
+
+    def start(self) -> None:
+        log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            self.command(), cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._pong():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"rtpengine did not start:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def _pong(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            sock.sendto(b"probe " + encode({"command": "ping"}), self.ng)
+            try:
+                cookie, _, body = sock.recv(65535).partition(b" ")
+            except OSError:
+                return False
+        return cookie == b"probe" and decode(body) == {"result": b"pong"}
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> RtpengineDaemon:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
