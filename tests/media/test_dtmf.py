@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from voiceplane.media.dtmf import DtmfDetector, KeyPress
+from voiceplane.media.dtmf import REPEAT_WINDOW, DtmfDetector, KeyPress
 from voiceplane.media.rtp import RtpPacket, TelephoneEvent
 
 
@@ -18,14 +18,25 @@ def press(
     return out
 
 
-def feed(detector: DtmfDetector, packets: list[tuple[RtpPacket, TelephoneEvent]]) -> list[str]:
-    return [k.digit for p, e in packets if (k := detector.feed(p, e)) is not None]
+def feed(
+    detector: DtmfDetector,
+    packets: list[tuple[RtpPacket, TelephoneEvent]],
+    *,
+    start: float = 0.0,
+    every: float = 0.02,
+) -> list[str]:
+    """The digits out of ``packets`` arriving ``every`` seconds from ``start``."""
+    return [
+        k.digit
+        for n, (p, e) in enumerate(packets)
+        if (k := detector.feed(p, e, start + n * every)) is not None
+    ]
 
 
 def test_each_press_is_reported_once_at_its_first_end() -> None:
     detector = DtmfDetector()
     packets = press("1", 1000)
-    results = [detector.feed(p, e) for p, e in packets]
+    results = [detector.feed(p, e, n * 0.02) for n, (p, e) in enumerate(packets)]
     assert results == [None, None, None, KeyPress("1", 1000, 640), None, None]
     assert KeyPress("1", 1000, 640).seconds == 0.08
 
@@ -56,4 +67,28 @@ def test_streams_are_told_apart_by_ssrc() -> None:
 
 def test_non_dtmf_events_are_not_digits() -> None:
     flash = TelephoneEvent(event=16, end=True)
-    assert DtmfDetector().feed(RtpPacket(101, 0, 0, 1, flash.encode()), flash) is None
+    assert DtmfDetector().feed(RtpPacket(101, 0, 0, 1, flash.encode()), flash, 0.0) is None
+
+
+def test_a_replayed_capture_is_a_new_press_after_a_pause() -> None:
+    """SIPp's play_pcap_audio sends the same bytes each time: same SSRC, timestamp, sequence."""
+    detector = DtmfDetector()
+    capture = press("5", 43200)
+    assert feed(detector, capture, start=0.0) == ["5"]
+    assert feed(detector, capture, start=0.5) == ["5"]  # after 0.4 s of silence
+    assert feed(detector, capture, start=0.62, every=0.001) == []  # within the window: repeats
+
+
+def test_late_duplicates_within_the_window_are_repeats() -> None:
+    detector = DtmfDetector()
+    capture = press("5", 43200)
+    assert feed(detector, capture) == ["5"]
+    end = capture[-1]
+    assert detector.feed(*end, 0.1 + REPEAT_WINDOW - 0.01) is None
+    assert detector.feed(*end, 0.1 + 2 * REPEAT_WINDOW - 0.02) is None  # each refreshes it
+
+
+def test_one_timestamp_with_two_event_codes_is_two_presses() -> None:
+    # SIPp's captures of different keys share SSRC and timestamp.
+    detector = DtmfDetector()
+    assert feed(detector, press("1", 43200) + press("#", 43200)) == ["1", "#"]

@@ -501,7 +501,7 @@ class EmbeddedSession(MediaSession):
             event = TelephoneEvent.parse(packet.payload)
         except RtpError:
             return
-        press = self._detector.feed(packet, event)
+        press = self._detector.feed(packet, event, asyncio.get_running_loop().time())
         if press is None:
             return
         self._presses.append(press)
