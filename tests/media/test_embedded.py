@@ -534,3 +534,31 @@ async def test_a_cancelled_play_stops_sending(media: EmbeddedMedia, peer: Peer) 
     assert len(peer.packets) == count < 10
     await session.play(tone(0.04))  # the session still plays afterwards
     await until(lambda: len(peer.packets) == count + 2)
+
+
+async def test_an_rtp_host_named_in_sdp_is_resolved(media: EmbeddedMedia, peer: Peer) -> None:
+    session = await media.open_session()
+    session.answer(make_offer(address="localhost", port=peer.port, session_id=4).encode())
+    await session.play(tone(0.06))
+    await until(lambda: len(peer.packets) >= 3)
+
+    unknown = await media.open_session()
+    unknown.answer(make_offer(address="no-such-host.invalid", port=4000, session_id=4).encode())
+    with pytest.raises(MediaError, match="cannot resolve"):
+        await unknown.play(tone(0.06))
+
+
+async def test_a_reoffer_to_a_host_name_mid_prompt(media: EmbeddedMedia, peer: Peer) -> None:
+    session = await media.open_session()
+    session.answer(make_offer(address=HOST, port=40000, session_id=6).encode())
+    playing = asyncio.create_task(session.play(tone(1.0)))
+    await asyncio.sleep(0.1)
+    moved = make_offer(address="localhost", port=peer.port, session_id=6, session_version=2)
+    session.answer(moved.encode())
+    await playing
+    # The rest of the prompt went to the new address once resolved, in one unbroken stream.
+    assert 30 <= len(peer.packets) < 50
+    packets = [p for _, p in peer.packets]
+    assert [(p.sequence - packets[0].sequence) % 65536 for p in packets] == list(
+        range(len(packets))
+    )
