@@ -434,16 +434,39 @@ class SandboxSettings(_Section):
     rules: Annotated[tuple[SandboxRule, ...], BeforeValidator(_rules_from_text)] = ()
 
 
-class MediaSettings(_Section):
-    """``[media]``: the embedded media backend (RTP in this process).
+MediaBackendName = Literal["embedded", "rtpengine"]
 
-    ``address`` is the IP address put in our SDP, where the far end sends RTP; empty means
-    the SIP listen address, which must then be a specific one (not 0.0.0.0 or ::).
+
+class MediaSettings(_Section):
+    """``[media]``: prompts and digits, in this process or through rtpengine.
+
+    ``backend`` ``embedded`` runs RTP in this process: ``address`` is the IP address put in
+    our SDP, where the far end sends RTP; empty means the SIP listen address, which must then
+    be a specific one (not 0.0.0.0 or ::). ``rtpengine`` drives the rtpengine at
+    ``rtpengine_ng`` (its ``--listen-ng``); ``address`` is then where rtpengine reaches us,
+    and ``rtpengine_dtmf_log`` where we listen for its ``--dtmf-log-dest`` (empty: no digits).
     """
 
+    backend: MediaBackendName = "embedded"
     address: OptionalText = None
     rtp_port_min: int = Field(default=20000, ge=1024, le=65534)
     rtp_port_max: int = Field(default=30000, ge=1025, le=65535)
+    rtpengine_ng: Address = Field(default_factory=lambda: _address("127.0.0.1:2223"))
+    rtpengine_dtmf_log: OptionalAddress = Field(
+        default_factory=lambda: _address("127.0.0.1:2224")
+    )
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("rtpengine_ng")
+    @classmethod
+    def _ng_has_port(cls, value: HostPort) -> HostPort:
+        if value.port == 0:
+            raise ValueError("rtpengine's ng port must not be 0")
+        return value
 
     @field_validator("address")
     @classmethod

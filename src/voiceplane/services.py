@@ -19,6 +19,7 @@ from voiceplane.calls.engine import CallEngine, EngineSettings
 from voiceplane.calls.trunk import Trunk
 from voiceplane.config import Config
 from voiceplane.media.embedded import EmbeddedMedia
+from voiceplane.media.rtpengine import RtpengineMedia
 from voiceplane.metrics import PlatformCollector, registry_for
 from voiceplane.sandbox.operator import SandboxOperator
 from voiceplane.server import Service
@@ -45,23 +46,37 @@ class Platform:
 
 
 class _MediaService:
-    def __init__(self, media: EmbeddedMedia) -> None:
+    def __init__(self, media: EmbeddedMedia | RtpengineMedia) -> None:
         self.media = media
 
     async def start(self) -> None:
-        return None
+        if isinstance(self.media, RtpengineMedia):
+            await self.media.start()  # fails the start if rtpengine does not answer
 
     async def stop(self) -> None:
         await self.media.close()
+
+
+def _media(config: Config) -> EmbeddedMedia | RtpengineMedia:
+    """The media backend ``[media] backend`` names."""
+    settings = config.media
+    if settings.backend == "rtpengine":
+        dtmf_log = settings.rtpengine_dtmf_log
+        return RtpengineMedia(
+            (settings.rtpengine_ng.host, settings.rtpengine_ng.port),
+            host=config.media_address,
+            dtmf_log=(dtmf_log.host, dtmf_log.port) if dtmf_log is not None else None,
+        )
+    return EmbeddedMedia(
+        config.media_address, port_range=(settings.rtp_port_min, settings.rtp_port_max)
+    )
 
 
 def build_platform(config: Config) -> Platform:
     """The whole platform for ``config``, not yet started."""
     store = StoreService(config.effective_store_url)
     sip = SipService(config.sip)
-    media = EmbeddedMedia(
-        config.media_address, port_range=(config.media.rtp_port_min, config.media.rtp_port_max)
-    )
+    media = _media(config)
     sandbox: SandboxOperator | None = None
     services: list[Service] = [store, sip, _MediaService(media)]
     if config.trunk.is_sandbox:
