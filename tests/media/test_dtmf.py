@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from voiceplane.media.dtmf import REPEAT_WINDOW, DtmfDetector, KeyPress
 from voiceplane.media.rtp import RtpPacket, TelephoneEvent
 
@@ -92,3 +95,22 @@ def test_one_timestamp_with_two_event_codes_is_two_presses() -> None:
     # SIPp's captures of different keys share SSRC and timestamp.
     detector = DtmfDetector()
     assert feed(detector, press("1", 43200) + press("#", 43200)) == ["1", "#"]
+
+
+@given(
+    keys=st.lists(st.sampled_from("0123456789*#ABCD"), min_size=1, max_size=8),
+    copies=st.lists(st.integers(1, 3), min_size=48, max_size=48),
+    swaps=st.lists(st.integers(0, 47), max_size=10),
+)
+def test_duplicated_and_reordered_packets_give_each_press_once(
+    keys: list[str], copies: list[int], swaps: list[int]
+) -> None:
+    """Any packet sent up to three times and neighbours swapped: each press comes out once."""
+    packets = []
+    for n, key in enumerate(keys):
+        packets += press(key, 1000 + 8000 * n)
+    sent = [p for n, p in enumerate(packets) for _ in range(copies[n % len(copies)])]
+    for i in swaps:
+        if i + 1 < len(sent):
+            sent[i], sent[i + 1] = sent[i + 1], sent[i]
+    assert feed(DtmfDetector(), sent, every=0.005) == keys
