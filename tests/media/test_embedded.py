@@ -562,3 +562,17 @@ async def test_a_reoffer_to_a_host_name_mid_prompt(media: EmbeddedMedia, peer: P
     assert [(p.sequence - packets[0].sequence) % 65536 for p in packets] == list(
         range(len(packets))
     )
+
+
+async def test_one_prompt_to_two_callers(media: EmbeddedMedia, peer: Peer) -> None:
+    """The encoded frames of a prompt are shared; each caller still gets all of them."""
+    first, second = await connected(media, peer), await connected(media, peer)
+    prompt = tone(0.2)
+    await asyncio.gather(first.play(prompt), second.play(bytes(bytearray(prompt))))
+    await until(lambda: len(peer.packets) >= 20)
+    by_ssrc: dict[int, list[RtpPacket]] = {}
+    for _, packet in peer.packets:
+        by_ssrc.setdefault(packet.ssrc, []).append(packet)
+    assert sorted(len(p) for p in by_ssrc.values()) == [10, 10]
+    for packets in by_ssrc.values():
+        assert correlation(b"".join(g711.ulaw_decode(p.payload) for p in packets), prompt) > 0.99

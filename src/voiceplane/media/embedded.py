@@ -336,6 +336,7 @@ class EmbeddedSession(MediaSession):
             return  # closed while resolving, or nothing to play
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         frame_bytes = sender.frame_samples * SAMPLE_WIDTH
+        pcm = bytes(pcm)  # the same object if bytes already; a bytearray is no cache key
         frames = self._playout.frames(pcm, frame_bytes, sender.encode)
         self._playing = _Playing(pcm, frame_bytes, sender.encode, frames, done)
         ticker = self._playout.ticker(sender.frame_samples)
