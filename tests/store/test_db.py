@@ -45,6 +45,8 @@ TABLES = {
     "blocklist",
     "account_policies",
     "number_policies",
+    "flows",
+    "flow_versions",
     "alembic_version",
 }
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NUMBER_KINDS: Final = ("did", "bridge")
+FLOW_STATES: Final = ("draft", "published", "paused")
 SERVICES: Final = ("outbound", "click2call", "incoming")
 STATES: Final = ("queued", "dialing", "ringing", "answered", "completed")
 DEFAULT_STATUS_DIALECT: Final = "voiceplane"
@@ -160,6 +161,14 @@ class Number(Base):
     kind: Mapped[str] = mapped_column(Text)
     channels: Mapped[int] = mapped_column(default=10)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Incoming-call routing (docs/flows.md): the flow a call to this number runs, the office
+    # hours (schedule JSON, with an optional off-hour prompt) and, for a missed-call number,
+    # how many seconds it rings before it is refused on purpose.
+    flow_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("flows.id", ondelete="SET NULL"), index=True
+    )
+    hours: Mapped[str | None] = mapped_column(Text)
+    missed_call: Mapped[int | None]
 
     account: Mapped[Account] = relationship(back_populates="numbers")
 
@@ -416,3 +425,50 @@ class NumberPolicy(_DialingColumns, Base):
     number_id: Mapped[int] = mapped_column(
         ForeignKey("numbers.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+# --- IVR flows (issue 6) ---------------------------------------------------------------------
+
+
+class Flow(Base):
+    """An account's IVR flow: its versions, and which one runs (``live_version``).
+
+    ``state``: ``draft`` until a version is published, then ``published``; ``paused`` stops
+    it running (``live_version`` is kept, publishing again resumes). The documents are in
+    :class:`FlowVersion`; the store keeps them as JSON text and never reads them.
+    """
+
+    __tablename__ = "flows"
+    __table_args__ = (
+        CheckConstraint(_in("state", FLOW_STATES), name="state"),
+        Index("ix_flows_account_id_created_at", "account_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, default="draft")
+    latest_version: Mapped[int] = mapped_column(default=1)
+    live_version: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Flow(id={self.id!r}, state={self.state!r}, live={self.live_version!r})"
+
+
+class FlowVersion(Base):
+    """One saved version of a flow: the document exactly as it was saved (JSON text)."""
+
+    __tablename__ = "flow_versions"
+    __table_args__ = (UniqueConstraint("flow_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    flow_id: Mapped[str] = mapped_column(String(64), ForeignKey("flows.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    name: Mapped[str] = mapped_column(Text)
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"FlowVersion(flow_id={self.flow_id!r}, version={self.version!r})"
