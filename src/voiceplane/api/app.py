@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voiceplane import __version__
-from voiceplane.api import legacy, voice
+from voiceplane.api import legacy, policy, voice
 from voiceplane.api.deps import Backend
 from voiceplane.api.errors import ApiError
 from voiceplane.calls.commands import CallCommands, NoEngine
@@ -102,6 +102,7 @@ def create_app(
             readers=reader_sessions(sessions),
         )
         app.include_router(voice.router, responses={401: {"model": ErrorBody}})
+        app.include_router(policy.router, responses={401: {"model": ErrorBody}})
         app.include_router(legacy.router)
     return app
 

@@ -35,6 +35,7 @@ def outbound_row(*, account: Account, order: OutboundRequest) -> dict[str, Any]:
         callback_url=order.callback,
         dlr_url=order.dlrurl,
         custom=order.custom,
+        promotional=order.is_promotional,
     )
 
 
@@ -52,6 +53,7 @@ def click_to_call_row(*, account: Account, order: ClickToCallRequest) -> dict[st
         callback_url=order.callback,
         dlr_url=order.dlrurl,
         custom=order.custom,
+        promotional=order.is_promotional,
     )
 
 

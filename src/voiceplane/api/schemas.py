@@ -83,6 +83,31 @@ Custom = Annotated[
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
+    promotional: bool | None = Field(
+        default=None,
+        description="Whether the call is promotional: a promotional call to a number on the "
+        "do-not-disturb registry is not dialled. Empty: the account's setting (transactional "
+        "unless changed).",
+    )
+    type: Literal["promotional", "transactional"] | None = Field(
+        default=None, description="The same choice as promotional, in words."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str | None, info: ValidationInfo) -> str | None:
+        chosen = info.data.get("promotional")
+        if value is not None and chosen is not None and chosen != (value == "promotional"):
+            raise fields.invalid(f"type {value} contradicts promotional", "conflicting_fields")
+        return value
+
+    @property
+    def is_promotional(self) -> bool | None:
+        """The call's own choice; None leaves it to the account."""
+        if self.promotional is not None:
+            return self.promotional
+        return None if self.type is None else self.type == "promotional"
+
     @field_validator("callback", "dlrurl", check_fields=False)
     @classmethod
     def _url(cls, value: str | None) -> str | None:
