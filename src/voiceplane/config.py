@@ -241,6 +241,9 @@ class SipSettings(_Section):
         return value
 
 
+_NonNegative = Annotated[float, BeforeValidator(_reject_bool), Field(ge=0, allow_inf_nan=False)]
+
+
 class TrunkSettings(_Section):
     """``[trunk]``: the operator's SIP trunk; no host means the built-in sandbox operator."""
 
@@ -251,6 +254,12 @@ class TrunkSettings(_Section):
         default=None, validate_default=True
     )
     realm: OptionalText = None
+    # Capacity (voiceplane.policy): new calls a second the operator accepts (0: unlimited),
+    # the burst above it (0: a tenth of a second's worth), and how long a call may wait for
+    # a free channel of its bridge or account before it ends MAX-USE (a call may say).
+    max_cps: _NonNegative = 0
+    cps_burst: Annotated[int, BeforeValidator(_reject_bool), Field(ge=0)] = 0
+    queue_timeout: _NonNegative = 300
 
     @field_validator("host")
     @classmethod

@@ -108,7 +108,12 @@ def build_platform(config: Config) -> Platform:
         writer=store.writer,
         trunk=trunk,
         media=media,
-        settings=EngineSettings(prompt_cache=config.data.dir / "prompts"),
+        settings=EngineSettings(
+            prompt_cache=config.data.dir / "prompts",
+            max_cps=config.trunk.max_cps,
+            cps_burst=config.trunk.cps_burst,
+            queue_timeout_s=config.trunk.queue_timeout,
+        ),
         on_reported=dispatcher.wake,
     )
     # The dispatcher before the engine, so it stops after it: the engine's last callbacks

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from voiceplane.config import ConfigError, load_config
 from voiceplane.policy.rate import RateLimits, TokenBucket, default_burst
 
 
@@ -100,3 +101,18 @@ def test_an_account_limit_can_change_or_go() -> None:
     assert not limits.admit(0.0, 1, cps=1)
     assert limits.admit(0.0, 1, cps=None)  # no limit any more
     assert limits.empty_accounts(0.0) == set()
+
+
+def test_the_trunk_rate_and_queue_time_are_settings() -> None:
+    config = load_config(None, {})
+    assert (config.trunk.max_cps, config.trunk.cps_burst, config.trunk.queue_timeout) == (0, 0, 300)
+    config = load_config(
+        None,
+        {"VOICEPLANE_TRUNK_MAX_CPS": "12.5", "VOICEPLANE_TRUNK_CPS_BURST": "3",
+         "VOICEPLANE_TRUNK_QUEUE_TIMEOUT": "30"},
+    )  # fmt: skip
+    assert (config.trunk.max_cps, config.trunk.cps_burst, config.trunk.queue_timeout) == (
+        12.5, 3, 30,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="max_cps"):
+        load_config(None, {"VOICEPLANE_TRUNK_MAX_CPS": "-1"})

@@ -227,6 +227,7 @@ class NewCall(TypedDict, total=False):
     reason: str | None
     decided_by_rule: str | None
     promotional: bool | None
+    queue_timeout: int | None
 
 
 def call_row(
