@@ -48,7 +48,10 @@ def test_bad_rtpengine_settings_name_the_key(env: dict[str, str], words: str) ->
 @pytest.mark.parametrize(
     ("backend", "kind"), [("embedded", EmbeddedMedia), ("rtpengine", RtpengineMedia)]
 )
-def test_the_platform_uses_the_chosen_backend(backend: str, kind: type, tmp_path: Path) -> None:
+async def test_the_platform_uses_the_chosen_backend(
+    backend: str, kind: type, tmp_path: Path
+) -> None:
+    # async: building the platform makes the SIP UA, which wants a running loop.
     config = load_config(
         None, {"VOICEPLANE_MEDIA_BACKEND": backend, "VOICEPLANE_DATA_DIR": str(tmp_path)}
     )

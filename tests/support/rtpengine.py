@@ -40,16 +40,30 @@ def require_rtpengine() -> None:
 class RtpengineDaemon:
     """``with RtpengineDaemon() as rtpengine:`` -> ``rtpengine.ng`` / ``.dtmf_log`` addresses."""
 
-    def __init__(self, *, ports: int = 1000, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ports: int = 1000,
+        low: int | None = None,
+        threads: int | None = None,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.ng = (LOOPBACK, free_port("udp"))
         self.dtmf_log = (LOOPBACK, free_port("udp"))
-        # A random media port range, so two daemons (parallel runs) rarely collide.
-        low = 20000 + 2 * secrets.randbelow((60000 - 20000 - ports) // 2)
+        if low is None:  # a random media port range, so parallel runs rarely collide
+            low = 20000 + 2 * secrets.randbelow((60000 - 20000 - ports) // 2)
         self.port_range = (low, low + ports - 1)
         self.threads = threads
+        self.extra = extra  # more command-line options, e.g. --scheduling=fifo
         self._workdir = Path(tempfile.mkdtemp(prefix="rtpengine-"))
         self.log_path = self._workdir / "rtpengine.log"
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("rtpengine is not running")
+        return self._process.pid
 
     def command(self) -> list[str]:
         args = [
@@ -67,7 +81,7 @@ class RtpengineDaemon:
         ]
         if self.threads is not None:
             args.append(f"--num-threads={self.threads}")
-        return args
+        return args + list(self.extra)
 
     def start(self) -> None:
         log = self.log_path.open("wb")
