@@ -31,9 +31,9 @@ ABROAD = "+14155550123"
 @dataclass
 class FakeDnd:
     numbers: set[str]
-    asked: list[tuple[str, str | None]] = field(default_factory=list)
+    asked: list[tuple[str, int | None]] = field(default_factory=list)
 
-    def blocks(self, e164: str, category: str | None) -> bool:
+    def blocks(self, e164: str, category: int | None) -> bool:
         self.asked.append((e164, category))
         return e164 in self.numbers
 
@@ -79,8 +79,8 @@ def test_dnd_only_for_promotional_calls() -> None:
 def test_dnd_asks_with_the_accounts_category_and_only_for_customers() -> None:
     dnd = FakeDnd({AGENT})
     call = request(CUSTOMER, agents=(AGENT,), promotional=True)
-    assert pre_dial(call, policy(dnd_category="3"), dnd=dnd) is None
-    assert dnd.asked == [(CUSTOMER, "3")]
+    assert pre_dial(call, policy(dnd_category=3), dnd=dnd) is None
+    assert dnd.asked == [(CUSTOMER, 3)]
 
 
 def test_no_registry_loaded_refuses_nobody() -> None:

@@ -94,7 +94,10 @@ class AccountDialing(DialingRulesBody):
     block_outgoing: bool = Field(
         description="Whether the blocklist also refuses outgoing calls to its numbers."
     )
-    dnd_category: str | None = Field(description="The DND preference category of promotions.")
+    dnd_category: int | None = Field(
+        description="The DND preference category (1-8) of the account's promotions: a "
+        "registered number that accepts it is called; null: blocked if registered at all."
+    )
 
 
 class NumberDialing(DialingRulesBody):

@@ -30,7 +30,7 @@ from .refusal import RULE_BLOCKLIST, RULE_DND, Refusal, RefusalKind
 class DndRegistry(Protocol):
     """The national Do-Not-Disturb registry, as the checks use it."""
 
-    def blocks(self, e164: str, category: str | None) -> bool:
+    def blocks(self, e164: str, category: int | None) -> bool:
         """Whether a promotional call of ``category`` (None: any) to ``e164`` is refused."""
         ...
 
@@ -42,7 +42,7 @@ class AccountSettings:
     rules: DialingRules = ACCOUNT_DEFAULT
     promotional: bool = False  # its calls are promotional unless a call says otherwise
     block_outgoing: bool = False  # its blocklist also refuses outgoing calls
-    dnd_category: str | None = None  # the DND preference category of its promotions
+    dnd_category: int | None = None  # the DND preference category of its promotions (1-8)
 
     def as_dict(self) -> dict[str, object]:
         return self.rules.as_dict() | {

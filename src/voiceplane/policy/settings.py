@@ -24,7 +24,7 @@ from .permissions import NUMBER_DEFAULT, DialingRules, RuleError
 
 RULE_FIELDS: Final = ("countries", "international", "number_types", "networks", "blocked_networks")
 ACCOUNT_FIELDS: Final = (*RULE_FIELDS, "promotional", "block_outgoing", "dnd_category")
-MAX_CATEGORY: Final = 32
+DND_CATEGORIES: Final = range(1, 9)  # TRAI's preference categories
 _LISTS: Final = ("countries", "number_types", "networks", "blocked_networks")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -178,12 +178,17 @@ def _list(name: str, value: Any) -> list[str] | str | None:
     raise RuleError(name, f"{name} must be a list of strings, a comma-separated string or null")
 
 
-def _category(value: Any) -> str | None:
+def _category(value: Any) -> int | None:
+    """A DND preference category (TRAI: 1 banking ... 8 food); empty or null: none."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or len(value.strip()) > MAX_CATEGORY:
-        raise RuleError("dnd_category", f"dnd_category must be text of up to {MAX_CATEGORY}")
-    return value.strip()
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value not in DND_CATEGORIES:
+        raise RuleError(
+            "dnd_category",
+            f"dnd_category must be a preference category from {DND_CATEGORIES.start} to "
+            f"{DND_CATEGORIES.stop - 1}, or null",
+        )
+    return value
 

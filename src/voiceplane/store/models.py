@@ -414,7 +414,7 @@ class AccountPolicy(_DialingColumns, Base):
     block_outgoing: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )
-    dnd_category: Mapped[str | None] = mapped_column(Text)
+    dnd_category: Mapped[int | None]  # TRAI preference category 1-8 of its promotions
 
 
 class NumberPolicy(_DialingColumns, Base):

@@ -61,7 +61,7 @@ def upgrade() -> None:
         *_rules(),
         _flag("promotional", "false"),
         _flag("block_outgoing", "false"),
-        sa.Column("dnd_category", sa.Text(), nullable=True),
+        sa.Column("dnd_category", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["accounts.id"],
