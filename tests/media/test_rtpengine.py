@@ -379,3 +379,33 @@ def test_host_must_be_reachable() -> None:
         RtpengineMedia(("127.0.0.1", 2223), host="localhost")
     with pytest.raises(ValueError, match="reach"):
         RtpengineMedia(("127.0.0.1", 2223), host="0.0.0.0")
+
+
+async def test_a_re_offer_moves_the_stream(media: RtpengineMedia, phone: Phone) -> None:
+    session = await incoming(media, phone)
+    moved = Phone.open()
+    try:
+        # The caller's re-INVITE: same call, media now at another port.
+        moved.learn(session.answer(moved.offer()))
+        listening = asyncio.ensure_future(moved.collect(0.8))
+        await session.play(tone(0.4))
+        await listening
+        assert 18 <= len(moved.arrivals) <= 22
+    finally:
+        moved.close()
+        await session.close()
+
+
+async def test_a_cancelled_prompt_stops(media: RtpengineMedia, phone: Phone) -> None:
+    session = await incoming(media, phone)
+    playing = asyncio.ensure_future(session.play(tone(5.0)))
+    await asyncio.sleep(0.5)
+    playing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await playing
+    await asyncio.sleep(0.3)  # stop media is sent in the background
+    await phone.collect(0.2)  # what was sent before the stop
+    phone.arrivals.clear()
+    await phone.collect(0.5)
+    assert phone.arrivals == []
+    await session.close()
