@@ -29,14 +29,20 @@ on). What is left for us:
 * digits: rtpengine started with ``--dtmf-log-dest=HOST:PORT`` sends a JSON datagram per key
   press; the backend listens there and routes each to its session by call-id (events from
   the peer's tag only). rtpengine 10.5 takes that destination only on its command line.
+  rtpengine reports an event once per (SSRC, RTP timestamp): a capture replayed twice in a
+  row (SIPp's play_pcap_audio of the same key) counts as one press.
 * ``record``: ``unblock media`` while it runs: the peer's audio reaches our socket, is decoded
   and written by ``Recorder`` (no rtpengine recording daemon needed), then ``block media``.
 * ``close``: ``delete`` the rtpengine call at once (no ``--delete-delay``: we own it).
 
 The ``MediaSession`` SDP methods are synchronous, so ``offer``/``answer``/``accept_answer``
-do their ng requests blocking (two or three round trips, well under a millisecond each to a
-local rtpengine); everything else is awaited. ``packets_received`` counts what reaches our
+do their ng requests blocking (one to four round trips, about 0.1 ms each to a local
+rtpengine); everything else is awaited. ``packets_received`` counts what reaches our
 socket: the peer's audio only while recording.
+
+Capacity (bench/ivr_media_rtpengine.py, 2 shared cores): rtpengine's player costs about
+20 us a packet, so about 500 callers hearing prompts keep the p99 interval within 5 ms of
+20 ms (with ``--scheduling=fifo``; without, the machine's other work delays its packets).
 """
 
 from __future__ import annotations
