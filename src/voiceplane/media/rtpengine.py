@@ -29,8 +29,8 @@ on). What is left for us:
 * digits: rtpengine started with ``--dtmf-log-dest=HOST:PORT`` sends a JSON datagram per key
   press; the backend listens there and routes each to its session by call-id (events from
   the peer's tag only). rtpengine 10.5 takes that destination only on its command line.
-  rtpengine reports an event once per (SSRC, RTP timestamp): a capture replayed twice in a
-  row (SIPp's play_pcap_audio of the same key) counts as one press.
+  Seen here: a press whose packets repeat the previous press's exactly (SIPp replaying the
+  same capture twice in a row) is reported once; 1-2-1 gives three digits, 1-1 one.
 * ``record``: ``unblock media`` while it runs: the peer's audio reaches our socket, is decoded
   and written by ``Recorder`` (no rtpengine recording daemon needed), then ``block media``.
 * ``close``: ``delete`` the rtpengine call at once (no ``--delete-delay``: we own it).
