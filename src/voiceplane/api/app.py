@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voiceplane import __version__
-from voiceplane.api import flows, legacy, policy, voice
+from voiceplane.api import capacity, legacy, policy, voice
 from voiceplane.api.deps import Backend
 from voiceplane.api.errors import ApiError
 from voiceplane.calls.commands import CallCommands, NoEngine
@@ -103,7 +103,7 @@ def create_app(
         )
         app.include_router(voice.router, responses={401: {"model": ErrorBody}})
         app.include_router(policy.router, responses={401: {"model": ErrorBody}})
-        app.include_router(flows.router)
+        app.include_router(capacity.router, responses={401: {"model": ErrorBody}})
         app.include_router(legacy.router)
     return app
 

@@ -36,6 +36,7 @@ def outbound_row(*, account: Account, order: OutboundRequest) -> dict[str, Any]:
         dlr_url=order.dlrurl,
         custom=order.custom,
         promotional=order.is_promotional,
+        queue_timeout=order.queue_timeout,
     )
 
 
@@ -54,6 +55,7 @@ def click_to_call_row(*, account: Account, order: ClickToCallRequest) -> dict[st
         dlr_url=order.dlrurl,
         custom=order.custom,
         promotional=order.is_promotional,
+        queue_timeout=order.queue_timeout,
     )
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
 from voiceplane.api import times
 from voiceplane.calls.status import Dialect, Status, spell
+from voiceplane.policy.capacity import queue_position
 from voiceplane.store import repository
-from voiceplane.store.models import Account, Call
+from voiceplane.store.models import Account, Call, utcnow
 
 _LEGACY_SERVICES = {"outbound": "Outbound", "click2call": "Click2Call", "incoming": "Incoming"}
 
@@ -36,8 +39,13 @@ def spelled(word: str | None, dialect: Dialect) -> str | None:
 
 
 def public_record(call: Call, dialect: Dialect) -> dict[str, Any]:
-    """The contract's call record (``repository.call_record``) in ``dialect``'s words."""
+    """The contract's call record (``repository.call_record``) in ``dialect``'s words, with
+    the place of a waiting call in its account's queue (read in the call's own session)."""
     record: dict[str, Any] = repository.call_record(call)
+    session = object_session(call)
+    record["queue_position"] = None
+    if call.state == "queued" and session is not None:
+        record["queue_position"] = queue_position(session, call, now=utcnow())
     record["status"] = spelled(call.status, dialect)
     record["legs"] = [
         {**leg, "status": spelled(leg["status"], dialect)} for leg in record["legs"]

@@ -31,6 +31,7 @@ MIN_INTERVAL: Final = 10
 MAX_INTERVAL: Final = 3600
 DEFAULT_INTERVAL: Final = 60
 MAX_CUSTOM: Final = 255
+MAX_QUEUE_TIMEOUT: Final = 24 * 3600
 
 Service = Literal["outbound", "click2call", "incoming"]
 State = Literal["queued", "dialing", "ringing", "answered", "completed"]
@@ -74,6 +75,16 @@ Schedule = Annotated[
     ),
 ]
 Url = Annotated[str | None, Field(max_length=fields.MAX_URL_LENGTH)]
+QueueTimeout = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        le=MAX_QUEUE_TIMEOUT,
+        description="Seconds the call may wait for a free channel of the bridge or account "
+        "before it ends MAX-USE (0: do not wait). Empty: the server's default "
+        "([trunk] queue_timeout, 300 s unless changed).",
+    ),
+]
 Custom = Annotated[
     str | None,
     Field(max_length=MAX_CUSTOM, description="Your reference, returned in the call record."),
@@ -148,6 +159,7 @@ class OutboundRequest(_Request):
     callback: Url = Field(default=None, description="URL told the call's outcome when it ends.")
     dlrurl: Url = Field(default=None, description="URL told each change of the call's state.")
     custom: Custom = None
+    queue_timeout: QueueTimeout = None
 
     @field_validator("to")
     @classmethod
@@ -186,6 +198,7 @@ class ClickToCallRequest(_Request):
     callback: Url = Field(default=None, description="URL told the call's outcome when it ends.")
     dlrurl: Url = Field(default=None, description="URL told each change of the call's state.")
     custom: Custom = None
+    queue_timeout: QueueTimeout = None
 
     @field_validator("from_")
     @classmethod
@@ -247,6 +260,11 @@ class CallRecord(BaseModel):
     end_time: str | None
     duration: int = Field(description="Seconds from start to end.")
     billsec: int = Field(description="Seconds from answer to end.")
+    queue_position: int | None = Field(
+        default=None,
+        description="While the call waits to be dialled: its place among the account's "
+        "waiting calls (1: next); null once it is dialled or while it is scheduled for later.",
+    )
     legs: list[LegRecord]
 
 
