@@ -94,10 +94,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
 
 
-async def bench(daemon: RtpengineDaemon, legs: int, seconds: float, ramp: float) -> bool:
-    media = RtpengineMedia(daemon.ng, dtmf_log=daemon.dtmf_log, ng_timeout=10.0)
-    await media.start()
-    phones = [phone() for _ in range(legs)]
+async def run(
+    daemon: RtpengineDaemon,
+    media: RtpengineMedia,
+    phones: list[socket.socket],
+    seconds: float,
+    ramp: float,
+) -> tuple[list[list[int]], float, float, float, list[BaseException]]:
+    """Set the legs up, play, drain: (arrivals, setup s, wall s, rtpengine CPU s, failures)."""
+    legs = len(phones)
     sessions = []
     began = time.perf_counter()
     for i, sock in enumerate(phones):
@@ -111,21 +116,29 @@ async def bench(daemon: RtpengineDaemon, legs: int, seconds: float, ramp: float)
             raise
     setup = time.perf_counter() - began
     prompt = tone(seconds)
-    pid = daemon.pid
-    began, cpu = time.perf_counter(), cpu_seconds(pid)
+    began, cpu = time.perf_counter(), cpu_seconds(daemon.pid)
     outcomes = await asyncio.gather(
         *(caller(s, prompt, ramp * i / legs) for i, s in enumerate(sessions)),
         return_exceptions=True,
     )
-    wall, cpu = time.perf_counter() - began, cpu_seconds(pid) - cpu
+    wall, cpu = time.perf_counter() - began, cpu_seconds(daemon.pid) - cpu
     await asyncio.sleep(0.5)  # the last packets' way to the callers
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     if failed:
         print(f"{len(failed)} callers failed, first: {failed[0]!r}")
-    arrivals = [drain(sock) for sock in phones]
-    await media.close()
-    for sock in phones:
-        sock.close()
+    return [drain(sock) for sock in phones], setup, wall, cpu, failed
+
+
+async def bench(daemon: RtpengineDaemon, legs: int, seconds: float, ramp: float) -> bool:
+    media = RtpengineMedia(daemon.ng, dtmf_log=daemon.dtmf_log, ng_timeout=10.0)
+    await media.start()
+    phones = [phone() for _ in range(legs)]
+    try:
+        arrivals, setup, wall, cpu, failed = await run(daemon, media, phones, seconds, ramp)
+    finally:
+        await media.close()  # also on a failure: its prompt folder goes too
+        for sock in phones:
+            sock.close()
 
     frames = math.ceil(seconds * 1000 / PTIME_MS)
     lost = sum(max(0, frames - len(leg)) for leg in arrivals)
