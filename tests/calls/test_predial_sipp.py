@@ -1,0 +1,158 @@
+"""End to end: calls refused before dialing never reach the operator.
+
+SIPp is the operator (``operator_by_number``: a number ending 111 answers and waits for our
+BYE, sent once the target was played). Each test sets a rule through the API, places a call
+the rule refuses and then one it allows, and proves from SIPp's own message log that the
+only INVITE it received was the allowed call's, while the refused call's record says
+NOTALLOWED or DND and names the rule that decided it, with no leg dialled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.platform import Running, running_platform
+from tests.support.sipp import SippResult, SippServer, requires_sipp
+
+pytestmark = [requires_sipp, pytest.mark.sipp]
+
+AIRTEL = "+919876500111"  # Indian mobile in Airtel's range
+IDEA = "+919812300111"  # Indian mobile in Idea's range
+ABROAD = "+14155550111"  # a US number
+PREMIUM = "+19005550111"  # a US premium-rate number
+AGENT = "+919812345111"  # Idea, for click-to-call
+
+
+@dataclass
+class FakeDnd:
+    """A DND registry holding ``numbers`` for every category."""
+
+    numbers: set[str]
+    asked: list[tuple[str, int | None]] = field(default_factory=list)
+
+    def blocks(self, e164: str, category: int | None) -> bool:
+        self.asked.append((e164, category))
+        return e164 in self.numbers
+
+
+async def put(running: Running, path: str, body: dict[str, Any]) -> None:
+    response = await running.client.put(
+        f"/v1/{running.sid}/{path}", json=body, headers=running.headers
+    )
+    assert response.status_code == 200, response.text
+
+
+def assert_refused(record: dict[str, Any], status: str, rule: str, number: str) -> None:
+    assert record["state"] == "completed"
+    assert (record["status"], record["rule"]) == (status, rule)
+    assert record["legs"] == []  # no leg was dialled
+    assert number in (record["reason"] or "")
+    assert record["answer_time"] is None and record["billsec"] == 0
+
+
+def assert_only_invite_to(result: SippResult, allowed: str, *refused: str) -> None:
+    result.assert_ok(calls=1)
+    invites = result.received("INVITE")
+    assert len(invites) == 1, [str(message) for message in invites]
+    uri = invites[0].request_uri or ""
+    assert allowed in uri
+    for number in refused:
+        assert all(number not in (m.request_uri or "") for m in result.received())
+
+
+async def outbound(running: Running, to: str, **fields: Any) -> dict[str, Any]:
+    call_id = await running.outbound(to=to, target="hi", **fields)
+    return await running.wait_for(call_id, timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("account", "bridge", "refused", "allowed", "rule"),
+    [
+        pytest.param(
+            {"countries": ["IN"]}, {}, ABROAD, AIRTEL, "permissions.country", id="country"
+        ),
+        pytest.param(
+            {"international": False}, {}, ABROAD, AIRTEL, "permissions.international",
+            id="international",
+        ),
+        # No settings at all: premium-rate numbers are refused by default.
+        pytest.param({}, {}, PREMIUM, ABROAD, "permissions.number_type", id="number-type"),
+        pytest.param(
+            {}, {"blocked_networks": ["Airtel"]}, AIRTEL, IDEA, "permissions.network",
+            id="network-of-the-bridge",
+        ),
+    ],
+)  # fmt: skip
+async def test_dialing_permissions_refuse_before_any_invite(
+    tmp_path: Path,
+    account: dict[str, Any],
+    bridge: dict[str, Any],
+    refused: str,
+    allowed: str,
+    rule: str,
+) -> None:
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            if account:
+                await put(running, "settings/dialing", account)
+            if bridge:
+                await put(running, f"numbers/{running.bridge}/dialing", bridge)
+            no = await outbound(running, refused)
+            yes = await outbound(running, allowed)
+        result = await sipp.wait(10)
+    assert_refused(no, "NOTALLOWED", rule, refused)
+    assert (yes["status"], yes["rule"]) == ("ANSWER", None)
+    assert_only_invite_to(result, allowed, refused)
+
+
+async def test_the_outgoing_blocklist_refuses_click_to_call_before_the_agent_rings(
+    tmp_path: Path,
+) -> None:
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            response = await running.client.post(
+                f"/v1/{running.sid}/contacts/blocklisted",
+                json={"contacts": [{"blocklist_status": 1, "numbers": [AIRTEL]}]},
+                headers=running.headers,
+            )
+            assert response.status_code == 200, response.text
+            # Blocklisted, but the account does not apply it to outgoing calls yet: dialled.
+            yes = await outbound(running, AIRTEL)
+            await put(running, "settings/dialing", {"block_outgoing": True})
+            # The engine keeps settings for 5 s; this test will not wait for that.
+            running.platform.engine.pre_dial.forget()
+            call_id = await running.click_to_call(**{"from": AGENT, "to": AIRTEL})
+            no = await running.wait_for(call_id)
+        result = await sipp.wait(10)
+    assert_refused(no, "NOTALLOWED", "blocklist", AIRTEL)
+    assert yes["status"] == "ANSWER"
+    assert_only_invite_to(result, AIRTEL, AGENT)  # the agent was never rung
+
+
+async def test_dnd_refuses_promotional_calls_and_lets_transactional_ones_through(
+    tmp_path: Path,
+) -> None:
+    registry = FakeDnd({AIRTEL})
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            running.platform.engine.pre_dial.dnd = registry
+            await put(running, "settings/dialing", {"promotional": True, "dnd_category": 3})
+            by_account = await outbound(running, AIRTEL)  # promotional by the account's default
+            by_call = await outbound(running, AIRTEL, type="promotional")
+            yes = await outbound(running, AIRTEL, promotional=False)  # transactional
+        result = await sipp.wait(10)
+    for no in (by_account, by_call):
+        assert_refused(no, "DND", "dnd", AIRTEL)
+    assert (yes["status"], yes["rule"]) == ("ANSWER", None)
+    assert registry.asked == [(AIRTEL, 3), (AIRTEL, 3)]  # the transactional call: not asked
+    # The only INVITE SIPp saw was the transactional call's, to the same number.
+    result.assert_ok(calls=1)
+    invites = result.received("INVITE")
+    assert len(invites) == 1 and AIRTEL in (invites[0].request_uri or "")
