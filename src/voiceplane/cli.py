@@ -10,7 +10,7 @@ import typer
 
 from voiceplane import __version__
 from voiceplane.config import ConfigError, load_config
-from voiceplane.console import admin, calling
+from voiceplane.console import admin, calling, capacity
 from voiceplane.console.options import ConfigOption
 from voiceplane.sandbox.foreground import run_sandbox
 from voiceplane.server import ServeError, serve
@@ -75,6 +75,8 @@ def sandbox_command(config: ConfigOption = None) -> None:
 # The store and API commands live in voiceplane.console; registered here so that
 # `voiceplane --help` lists them all.
 app.add_typer(admin.account_app, name="account")
+admin.account_app.command("capacity")(capacity.account_capacity)
+admin.number_app.command("channels")(capacity.number_channels)
 app.add_typer(admin.number_app, name="number")
 app.command("calls")(admin.calls_command)
 app.command("call")(calling.call_command)
