@@ -174,3 +174,40 @@ async def test_play_file(media: EmbeddedMedia, peer: Peer, tmp_path: Path) -> No
     await until(lambda: len(peer.packets) >= 5)
     with pytest.raises(MediaError):
         await session.play_file(tmp_path / "nothing.wav")
+
+
+async def test_silence_ends_a_recording(media: EmbeddedMedia, peer: Peer, tmp_path: Path) -> None:
+    session = await connected(media, peer)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    result = await session.record(tmp_path / "s.wav", 10, silence_s=0.2)  # nobody speaks
+    assert result.ended_by is RecordingEnd.SILENCE
+    assert 0.19 < loop.time() - began < 0.6
+
+
+async def test_voice_holds_off_the_silence_end(
+    media: EmbeddedMedia, peer: Peer, tmp_path: Path
+) -> None:
+    session = await connected(media, peer)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    recording = asyncio.create_task(session.record(tmp_path / "v.wav", 10, silence_s=0.3))
+    await asyncio.sleep(0)
+    speech = audio_packets(tone(0.6))
+    quiet = audio_packets(bytes(2 * 8000), ssrc=0xBEEF)[30:40]  # silence, numbered after it
+    assert peer.transport is not None
+    for data in speech + quiet:  # in real time: the silence timer must see the voice
+        peer.transport.sendto(data, (HOST, session.local_port))
+        await asyncio.sleep(0.02)
+    result = await asyncio.wait_for(recording, 2)
+    took = loop.time() - began
+    assert result.ended_by is RecordingEnd.SILENCE
+    assert 0.6 + 0.3 - 0.05 < took < 0.6 + 0.2 + 0.3 + 0.3  # voice, quiet packets, window
+    assert 0.6 <= result.duration <= 1.0
+    assert correlation(read_wav(result.path)[: len(tone(0.6))], tone(0.6)) > 0.99
+
+
+async def test_a_bad_silence_is_refused(media: EmbeddedMedia, peer: Peer, tmp_path: Path) -> None:
+    session = await connected(media, peer)
+    with pytest.raises(MediaError, match="silence_s"):
+        await session.record(tmp_path / "b.wav", 5, silence_s=0)

@@ -26,6 +26,7 @@ class RecordingEnd(enum.Enum):
 
     MAX_LENGTH = "max_length"  # max_s went by
     DIGIT = "digit"  # the far end pressed one of the stop_on_digits keys
+    SILENCE = "silence"  # no voice for silence_s (EmbeddedSession.record's keyword)
     CLOSED = "closed"  # the session was closed (the call ended)
 
 

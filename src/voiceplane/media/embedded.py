@@ -449,15 +449,22 @@ class EmbeddedSession(MediaSession):
         await self.play(await load_wav(path))
 
     async def record(
-        self, path: Path | str, max_s: float, stop_on_digits: str = ""
+        self,
+        path: Path | str,
+        max_s: float,
+        stop_on_digits: str = "",
+        *,
+        silence_s: float | None = None,
     ) -> Recording:
-        check_request(max_s, stop_on_digits)
+        """``MediaSession.record``; with ``silence_s``, also ends after that long without
+        voice (``RecordingEnd.SILENCE``), counted from the start as well."""
+        check_request(max_s, stop_on_digits, silence_s)
         if self._recorder is not None:
             raise MediaError("this session is already recording")
         if self._state is not _State.CLOSED and self._sender is None:
             raise MediaError("cannot record before the SDP offer/answer is complete")
         loop = asyncio.get_running_loop()
-        recorder = Recorder(path, max_s, stop_on_digits, loop.create_future())
+        recorder = Recorder(path, max_s, stop_on_digits, loop.create_future(), silence_s=silence_s)
         if self._state is _State.CLOSED:
             return recorder.close()  # an empty file, as the call is already over
         self._recorder = recorder

@@ -1,7 +1,8 @@
 """One recording in progress: decoded audio through a jitter buffer into a WAV file.
 
 The session feeds it the audio packets it receives and the keys pressed; the recorder
-decides when it is over (length reached, a stop key) and resolves ``done``. Frames are
+decides when it is over (length reached, a stop key, ``silence_s`` without voice) and
+resolves ``done``. Frames are
 appended with ``writeframesraw`` (no header rewrite per packet); ``close()`` fixes the
 header, so the file is a valid WAV however the recording ended.
 """
@@ -9,8 +10,11 @@ header, so the file is a valid WAV however the recording ended.
 from __future__ import annotations
 
 import asyncio
+import math
 import wave
+from array import array
 from pathlib import Path
+from sys import byteorder
 
 from .audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from .backend import Recording, RecordingEnd
@@ -18,27 +22,55 @@ from .errors import MediaError
 from .jitter import JitterBuffer
 from .rtp import DTMF_EVENTS
 
-__all__ = ["Recorder", "check_request"]
+__all__ = ["VOICE_LEVEL", "Recorder", "check_request"]
+
+# Mean absolute sample value from which a packet counts as voice (about -36 dBFS): well
+# above G.711's idle noise, well below speech.
+VOICE_LEVEL = 500
 
 
-def check_request(max_s: float, stop_on_digits: str) -> None:
+def check_request(max_s: float, stop_on_digits: str, silence_s: float | None = None) -> None:
     """``MediaError`` for a record() request that makes no sense."""
-    if not isinstance(max_s, int | float) or not 0 < max_s < float("inf"):
+    if not isinstance(max_s, int | float) or not 0 < max_s < math.inf:
         raise MediaError(f"max_s must be a positive number of seconds, got {max_s!r}")
+    if silence_s is not None and (
+        not isinstance(silence_s, int | float) or not 0 < silence_s < math.inf
+    ):
+        raise MediaError(f"silence_s must be a positive number of seconds, got {silence_s!r}")
     bad = {d for d in stop_on_digits.upper() if d not in DTMF_EVENTS}
     if bad:
         raise MediaError(f"stop_on_digits must be DTMF keys (0-9 * # A-D), got {stop_on_digits!r}")
 
 
 class Recorder:
-    """Writes one stream's received audio to ``path``; resolves ``done`` when it should end."""
+    """Writes one stream's received audio to ``path``; resolves ``done`` when it should end.
+
+    With ``silence_s``, it also ends once that long has passed, by the loop clock of
+    ``done``, without a packet of voice (``VOICE_LEVEL``): from the start, too, so a caller
+    who says nothing is not held for ``max_s``. The clock, not the samples, because a
+    phone that suppresses silence sends nothing at all while the caller is quiet.
+    """
 
     def __init__(
-        self, path: Path | str, max_s: float, stop_on_digits: str, done: asyncio.Future[None]
+        self,
+        path: Path | str,
+        max_s: float,
+        stop_on_digits: str,
+        done: asyncio.Future[None],
+        *,
+        silence_s: float | None = None,
     ) -> None:
-        check_request(max_s, stop_on_digits)
+        check_request(max_s, stop_on_digits, silence_s)
         self.path = Path(path)
         self.done = done
+        self._loop = done.get_loop()
+        self._silence_s = silence_s
+        self._last_voice = self._loop.time()
+        self._silence_timer: asyncio.TimerHandle | None = None
+        if silence_s is not None:
+            self._silence_timer = self._loop.call_at(
+                self._last_voice + silence_s, self._check_silence
+            )
         self._stop_keys = frozenset(stop_on_digits.upper())
         self._limit = round(max_s * SAMPLE_RATE)  # samples
         self._written = 0
@@ -59,8 +91,11 @@ class Recorder:
 
     def audio(self, ssrc: int, sequence: int, timestamp: int, pcm: bytes) -> None:
         """One received packet's decoded audio."""
-        if not self.done.done():
-            self._write(self._buffer.push(ssrc, sequence, timestamp, pcm))
+        if self.done.done():
+            return
+        if self._silence_s is not None and _level(pcm) >= VOICE_LEVEL:
+            self._last_voice = self._loop.time()
+        self._write(self._buffer.push(ssrc, sequence, timestamp, pcm))
 
     def key(self, digit: str) -> bool:
         """A key press; ``True`` if it ends the recording (then it is consumed)."""
@@ -74,6 +109,9 @@ class Recorder:
         if not self.done.done():
             self._ended_by, self._digit = ended_by, digit
             self.done.set_result(None)
+        if self._silence_timer is not None:
+            self._silence_timer.cancel()
+            self._silence_timer = None
 
     def close(self) -> Recording:
         """Write what the jitter buffer still holds and close the file."""
@@ -89,6 +127,15 @@ class Recorder:
             raise MediaError(f"cannot write the recording {self.path}: {self._error}")
         return Recording(self.path, self._written / SAMPLE_RATE, self._ended_by, self._digit)
 
+    def _check_silence(self) -> None:
+        assert self._silence_s is not None
+        due = self._last_voice + self._silence_s
+        if self._loop.time() >= due:
+            self._silence_timer = None
+            self.finish(RecordingEnd.SILENCE)
+        else:  # voice came meanwhile
+            self._silence_timer = self._loop.call_at(due, self._check_silence)
+
     def _write(self, pcm: bytes) -> None:
         if not pcm or self._error is not None:
             return
@@ -103,3 +150,12 @@ class Recorder:
         self._written += len(pcm) // SAMPLE_WIDTH
         if self._written >= self._limit:
             self.finish(RecordingEnd.MAX_LENGTH)
+
+
+def _level(pcm: bytes) -> float:
+    """Mean absolute sample value of s16le ``pcm`` (0 for nothing)."""
+    samples = array("h")
+    samples.frombytes(pcm)
+    if byteorder == "big":
+        samples.byteswap()
+    return sum(map(abs, samples)) / len(samples) if samples else 0.0
