@@ -10,7 +10,7 @@ import typer
 
 from voiceplane import __version__
 from voiceplane.config import ConfigError, load_config
-from voiceplane.console import admin, calling, capacity
+from voiceplane.console import admin, calling, capacity, policy
 from voiceplane.console.options import ConfigOption
 from voiceplane.sandbox.foreground import run_sandbox
 from voiceplane.server import ServeError, serve
@@ -77,7 +77,10 @@ def sandbox_command(config: ConfigOption = None) -> None:
 app.add_typer(admin.account_app, name="account")
 admin.account_app.command("capacity")(capacity.account_capacity)
 admin.number_app.command("channels")(capacity.number_channels)
+admin.account_app.command("settings")(policy.account_settings)
+admin.number_app.command("settings")(policy.number_settings)
 app.add_typer(admin.number_app, name="number")
+app.add_typer(policy.blocklist_app, name="blocklist")
 app.command("calls")(admin.calls_command)
 app.command("call")(calling.call_command)
 
