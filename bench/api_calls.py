@@ -141,8 +141,11 @@ class Platform:
         )  # fmt: skip
         account = json.loads(created.stdout)
         self.sid, self.api_key = account["sid"], account["api_key"]
+        # Every call of the run goes through this one bridge: give it room for all of them
+        # (a number carries 10 calls at once by default; capacity is not what this measures).
         subprocess.run(
-            [*VOICEPLANE, "number", "add", BRIDGE, "--account", self.sid, "--kind", "bridge"],
+            [*VOICEPLANE, "number", "add", BRIDGE, "--account", self.sid, "--kind", "bridge",
+             "--channels", "10000"],
             env=self.env, check=True, capture_output=True,
         )  # fmt: skip
         self._spawn("sandbox", log="sandbox.log")
