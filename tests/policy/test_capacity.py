@@ -21,6 +21,7 @@ from voiceplane.policy.capacity import (
     calls_in_progress,
     channels_needed,
     expire_waiting,
+    need_for_number,
     queue_position,
     still_in_progress,
     sweep_capacity,
@@ -373,3 +374,16 @@ def test_a_failed_claim_gives_its_channels_back(
     assert counter.holders()
     admission.undo()
     assert counter.holders() == set() and counter.in_use(bridge=BRIDGE) == 0
+
+
+def test_an_incoming_call_over_capacity_is_refused_at_once(factory: sessionmaker[Session]) -> None:
+    account_id = _account(factory, channels=3)
+    with factory.begin() as session:
+        assert need_for_number(session, call_id="x", e164="+15550000000") is None
+        needs = [need_for_number(session, call_id=f"in{i}", e164=BRIDGE) for i in range(3)]
+    assert needs[0] == Need("in0", account_id, BRIDGE, 1, bridge_limit=2, account_limit=3)
+    counter = ChannelCounter()
+    verdicts = [counter.acquire(need) for need in needs if need is not None]
+    assert verdicts == [None, None, BRIDGE_RULE]  # the DID's 2 channels are taken
+    counter.release("in0")
+    assert counter.acquire(needs[2]) is None  # type: ignore[arg-type]

@@ -315,6 +315,27 @@ def calls_in_progress(session: Session) -> list[Need]:
     ]
 
 
+def need_for_number(
+    session: Session, *, call_id: str, e164: str, channels: int = 1
+) -> Need | None:
+    """What a call through the registered number ``e164`` asks of the counter, with the
+    number's and its account's limits as the store holds them now; None for a number that
+    is not registered. For the incoming side: ``counter.acquire(need)`` returning a rule
+    means refuse the call at once (MAX-USE, that rule); release the call id when it ends."""
+    row = session.execute(
+        select(Number.account_id, Number.channels, Account.channels)
+        .join(Account, Account.id == Number.account_id)
+        .where(Number.e164 == e164)
+    ).first()
+    if row is None:
+        return None
+    account_id, number_channels, account_channels = row
+    return Need(
+        call_id=call_id, account_id=account_id, bridge=e164, channels=channels,
+        bridge_limit=number_channels, account_limit=account_channels,
+    )  # fmt: skip
+
+
 def current_limits(
     session: Session, *, bridges: Iterable[str], accounts: Iterable[int]
 ) -> tuple[dict[str, int | None], dict[int, int | None]]:
