@@ -21,6 +21,7 @@ from voiceplane.config import Config
 from voiceplane.media.embedded import EmbeddedMedia
 from voiceplane.media.rtpengine import RtpengineMedia
 from voiceplane.metrics import PlatformCollector, registry_for
+from voiceplane.policy.dnd import DndRegistry
 from voiceplane.sandbox.operator import SandboxOperator
 from voiceplane.server import Service
 from voiceplane.sip.addressing import Address
@@ -43,6 +44,7 @@ class Platform:
     engine: CallEngine
     sandbox: SandboxOperator | None
     metrics: CollectorRegistry
+    dnd: DndRegistry | None = None  # the DND registry the engine checks promotional calls on
 
 
 class _MediaService:
@@ -104,6 +106,9 @@ def build_platform(config: Config) -> Platform:
         return Trunk(sip.ua, destination, credentials)
 
     dispatcher = Dispatcher(store.sessions, writer=store.writer)
+    # Imports (voiceplane dnd import, the admin API) write new generations in the data
+    # directory; the registry switches to them by itself.
+    dnd = DndRegistry.in_data_dir(config.data.dir)
     engine = CallEngine(
         writer=store.writer,
         trunk=trunk,
@@ -115,6 +120,7 @@ def build_platform(config: Config) -> Platform:
             queue_timeout_s=config.trunk.queue_timeout,
         ),
         on_reported=dispatcher.wake,
+        dnd=dnd,
     )
     # The dispatcher before the engine, so it stops after it: the engine's last callbacks
     # (calls it ended at the stop) are stored first; whatever the dispatcher cannot send
@@ -123,7 +129,9 @@ def build_platform(config: Config) -> Platform:
     metrics = registry_for(
         PlatformCollector(reader_sessions(store.sessions), engine, dispatcher)
     )
-    return Platform(services, store.sessions, store.writer, engine, engine, sandbox, metrics)
+    return Platform(
+        services, store.sessions, store.writer, engine, engine, sandbox, metrics, dnd=dnd
+    )
 
 
 def build_services(config: Config) -> list[Service]:

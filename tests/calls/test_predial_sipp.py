@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.platform import Running, running_platform
 from tests.support.sipp import SippResult, SippServer, requires_sipp
+from voiceplane.policy.dnd import DND_DIR
+from voiceplane.policy.dnd_import import import_files
 
 pytestmark = [requires_sipp, pytest.mark.sipp]
 
@@ -156,3 +158,23 @@ async def test_dnd_refuses_promotional_calls_and_lets_transactional_ones_through
     result.assert_ok(calls=1)
     invites = result.received("INVITE")
     assert len(invites) == 1 and AIRTEL in (invites[0].request_uri or "")
+
+
+async def test_the_real_registry_in_the_data_directory_is_the_one_serve_checks(
+    tmp_path: Path,
+) -> None:
+    """A registry imported into <data dir>/dnd: a number that accepts the account's category
+    is called, one that does not is refused DND, a promotional call first then the other."""
+    listing = tmp_path / "registry.csv"
+    listing.write_text(f"number,categories\n{AIRTEL},0\n{IDEA},3|7\n")
+    import_files(tmp_path / "data" / DND_DIR, [listing])
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            await put(running, "settings/dialing", {"dnd_category": 3})
+            no = await outbound(running, AIRTEL, promotional=True)  # fully blocked
+            yes = await outbound(running, IDEA, type="promotional")  # accepts category 3
+        result = await sipp.wait(10)
+    assert_refused(no, "DND", "dnd", AIRTEL)
+    assert (yes["status"], yes["rule"]) == ("ANSWER", None)
+    assert_only_invite_to(result, IDEA, AIRTEL)
