@@ -11,6 +11,7 @@ import typer
 from voiceplane import __version__
 from voiceplane.config import ConfigError, load_config
 from voiceplane.console import admin, calling, capacity, policy
+from voiceplane.console.dnd import dnd_app
 from voiceplane.console.options import ConfigOption
 from voiceplane.sandbox.foreground import run_sandbox
 from voiceplane.server import ServeError, serve
@@ -46,6 +47,7 @@ def serve_command(config: ConfigOption = None) -> None:
                 commands=platform.commands,
                 writer=platform.writer,
                 metrics=platform.metrics,
+                dnd=platform.dnd,
             )
         )
     except ServeError as exc:
@@ -81,6 +83,7 @@ admin.account_app.command("settings")(policy.account_settings)
 admin.number_app.command("settings")(policy.number_settings)
 app.add_typer(admin.number_app, name="number")
 app.add_typer(policy.blocklist_app, name="blocklist")
+app.add_typer(dnd_app, name="dnd")
 app.command("calls")(admin.calls_command)
 app.command("call")(calling.call_command)
 

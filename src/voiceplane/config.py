@@ -33,7 +33,7 @@ from voiceplane import __version__
 
 ENV_PREFIX = "VOICEPLANE_"
 DEFAULT_SOURCE = "the default value"
-SECRET_KEYS = frozenset({("trunk", "password")})
+SECRET_KEYS = frozenset({("trunk", "password"), ("api", "admin_key")})
 
 Transport = Literal["udp", "tcp"]
 
@@ -212,6 +212,8 @@ class ApiSettings(_Section):
     """``[api]``: the HTTP API."""
 
     listen: Address = Field(default_factory=lambda: _address("127.0.0.1:8080"))
+    # The key of the platform-wide admin API (/v1/admin/...); unset: that API refuses all.
+    admin_key: Annotated[SecretStr | None, BeforeValidator(_empty_to_none)] = None
 
 
 class SipSettings(_Section):

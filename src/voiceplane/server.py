@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from voiceplane.api.app import create_app
 from voiceplane.calls.commands import CallCommands
 from voiceplane.config import Config
+from voiceplane.policy.dnd import DndRegistry
 from voiceplane.store.writer import StoreWriter
 
 GRACEFUL_HTTP_SHUTDOWN_S = 5
@@ -72,6 +73,7 @@ async def serve(
     commands: CallCommands | None = None,
     writer: StoreWriter | None = None,
     metrics: CollectorRegistry | None = None,
+    dnd: DndRegistry | None = None,
 ) -> None:
     """Run ``services`` and the HTTP API until SIGINT/SIGTERM, or until ``stop`` is set.
 
@@ -81,7 +83,7 @@ async def serve(
     """
     stop = stop if stop is not None else asyncio.Event()
     readiness = _Readiness()
-    server = _build_server(config, readiness, sessions, commands, writer, metrics)
+    server = _build_server(config, readiness, sessions, commands, writer, metrics, dnd)
     readiness.server = server
     with _signal_handlers(stop, server):
         async with contextlib.AsyncExitStack() as running:
@@ -108,9 +110,16 @@ def _build_server(
     commands: CallCommands | None,
     writer: StoreWriter | None,
     metrics: CollectorRegistry | None,
+    dnd: DndRegistry | None = None,
 ) -> uvicorn.Server:
     app = create_app(
-        config, ready=ready, sessions=sessions, commands=commands, writer=writer, metrics=metrics
+        config,
+        ready=ready,
+        sessions=sessions,
+        commands=commands,
+        writer=writer,
+        metrics=metrics,
+        dnd=dnd,
     )
     listen = config.api.listen
     return _Server(

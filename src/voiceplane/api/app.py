@@ -24,10 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voiceplane import __version__
 from voiceplane.api import capacity, legacy, policy, voice
+from voiceplane.api.admin_dnd import router as admin_dnd_router
 from voiceplane.api.deps import Backend
 from voiceplane.api.errors import ApiError
 from voiceplane.calls.commands import CallCommands, NoEngine
 from voiceplane.config import Config
+from voiceplane.policy.dnd import DndRegistry
 from voiceplane.store.db import reader_sessions
 from voiceplane.store.writer import StoreWriter
 
@@ -74,6 +76,7 @@ def create_app(
     commands: CallCommands | None = None,
     writer: StoreWriter | None = None,
     metrics: CollectorRegistry | None = None,
+    dnd: DndRegistry | None = None,
 ) -> FastAPI:
     """Build the HTTP app; ``ready()`` says whether the whole process is ready to serve.
 
@@ -89,8 +92,12 @@ def create_app(
         responses={400: {"model": ErrorBody}},
     )
     app.state.config = config
+    # The platform's DND registry, so an import through the API switches the engine's too
+    # (None: the admin routes open the one in the data directory on first use).
+    app.state.dnd = dnd
     _add_error_handlers(app)
     _add_health(app, ready)
+    app.include_router(admin_dnd_router)
     if metrics is not None:
         _add_metrics(app, metrics)
     if sessions is not None:

@@ -51,7 +51,7 @@ LOCK: Final = ".import.lock"
 BUCKET_TARGET: Final = 8
 ALIGN: Final = 64
 MAX_COUNT: Final = 2**32 - 1  # offsets are uint32
-CHUNK: Final = 4_000_000  # entries per step when a whole array would double the memory
+CHUNK: Final = 1_000_000  # entries per step where a whole-array temporary would add up
 
 _HEADER: Final = struct.Struct("=8sIIQQQQQI12x")  # 64 bytes
 _GENERATION_FILE: Final = re.compile(r"gen-(\d{6,})\.dnd")

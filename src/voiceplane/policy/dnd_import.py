@@ -39,7 +39,7 @@ Mode = Literal["full", "add", "remove"]
 MODES: Final[tuple[Mode, ...]] = ("full", "add", "remove")
 Progress = Callable[[int, int], None]
 
-READ_BYTES: Final = 16 * 1024 * 1024
+READ_BYTES: Final = 4 * 1024 * 1024  # small: the parse temporaries add to the peak memory
 NATIONAL_DIGITS: Final = 10
 MIN_DIGITS: Final = 7
 MAX_DIGITS: Final = 15
