@@ -31,6 +31,7 @@ RECORD_KEYS = [
     "end_time",
     "duration",
     "billsec",
+    "queue_position",
     "legs",
 ]
 LEG_KEYS = [
@@ -263,6 +264,7 @@ def test_call_and_legs_round_trip_into_the_call_record(factory: sessionmaker[Ses
         "end_time": "2025-03-14T09:26:58.589Z",
         "duration": 5,
         "billsec": 2,
+        "queue_position": None,
         "legs": [
             {
                 "leg": 1,

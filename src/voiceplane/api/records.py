@@ -43,7 +43,6 @@ def public_record(call: Call, dialect: Dialect) -> dict[str, Any]:
     the place of a waiting call in its account's queue (read in the call's own session)."""
     record: dict[str, Any] = repository.call_record(call)
     session = object_session(call)
-    record["queue_position"] = None
     if call.state == "queued" and session is not None:
         record["queue_position"] = queue_position(session, call, now=utcnow())
     record["status"] = spelled(call.status, dialect)
