@@ -304,3 +304,22 @@ async def test_a_call_that_contradicts_itself_is_refused(
     body = {"to": NUMBERS[0], "bridge": acme.bridge, "type": "marketing"}
     response = await client.post(acme.url("outbound"), json=body, headers=acme.headers)
     assert response.status_code == 400 and error_of(response)["field"] == "type"
+
+
+async def test_the_legacy_api_takes_the_promotional_choice_too(
+    client: httpx.AsyncClient, acme: Tenant, sessions: sessionmaker[Session]
+) -> None:
+    for method, params, stored in (
+        ("voice.call", {"numbers": "9876500001", "message": "hi", "promotional": "1"}, True),
+        ("dial.click2call", {"caller": "9876500001", "receiver": "9876500002",
+                             "type": "transactional"}, False),
+    ):  # fmt: skip
+        response = await client.post(
+            "/v1/",
+            data={"method": method, "format": "json", "api_key": acme.key, "prefix": "91",
+                  **params},
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        with sessions.begin() as session:
+            call = repository.find_call(session, call_id=response.json()["data"]["id"])
+            assert call is not None and call.promotional is stored

@@ -22,8 +22,9 @@ Methods (kaleyra-api-research.md 3 to 5):
 The same checks and storage as the kaleyra.io-style routes, with two differences: legacy
 numbers are often national (10 digits), so give ``prefix`` (``91``) for them, as those routes
 need too; and IVR receivers, sound ids and contact groups are refused as not supported yet.
-``return``, ``meta`` and ``campaign`` are accepted and ignored; any other unknown parameter is
-refused, so that a misspelt one is not silently dropped.
+``promotional`` (or ``type``) is read as by those routes (DND applies to promotional calls).
+``return``, ``meta`` and ``campaign`` are accepted and ignored; any other unknown parameter
+is refused, so that a misspelt one is not silently dropped.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ DEFAULT_PAGE: Final = 50
 
 _CONTROL: Final = frozenset({"method", "format", "api_key"})
 _IGNORED: Final = frozenset({"return", "meta", "campaign"})
-_COMMON: Final = ("prefix", "retry", "timeout", "time", "callback", "dlrurl", "custom")
+_COMMON: Final = (
+    "prefix", "retry", "timeout", "time", "callback", "dlrurl", "custom",
+    "promotional", "type",  # promotional calls are checked against the DND registry
+)  # fmt: skip
 _CALL_LIST: Final = frozenset({"id", "fromdate", "todate", "status", "page", "limit", "prefix"})
 
 router = APIRouter(tags=["legacy"])
