@@ -80,9 +80,9 @@ QueueTimeout = Annotated[
     Field(
         ge=0,
         le=MAX_QUEUE_TIMEOUT,
-        description="Seconds the call may wait for a free channel of the bridge or account "
-        "before it ends MAX-USE (0: do not wait). Empty: the server's default "
-        "([trunk] queue_timeout, 300 s unless changed).",
+        description="Seconds the call may wait for a free channel of the bridge or account; "
+        "then it ends with the status for no free channel, and is never dialled (0: do not "
+        "wait). Empty: the server's default ([trunk] queue_timeout, 300 s unless changed).",
     ),
 ]
 Custom = Annotated[

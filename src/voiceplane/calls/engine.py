@@ -240,7 +240,7 @@ class CallEngine:
         if reported and self._on_reported is not None:
             self._on_reported()
         if expired:
-            log.info("%d calls waited out their queue time: MAX-USE", expired)
+            log.info("%d calls waited out their queue time for a channel", expired)
         if self.channels.full() != full:
             self._wake.set()  # a limit was raised: calls may go now
 
