@@ -13,8 +13,8 @@ Callers join over ``--ramp`` seconds, as real ones would not all come at once.
 The figure: for every caller, the intervals between the prompt packets it received; the
 p99 of their distance from 20 ms over all callers. PASS when that is within 5 ms and no
 packet was lost. Also printed: the CPU this process used (of one core) and the load average,
-since on a shared machine other processes' CPU shows up as late ticks (``--nice -10`` runs
-this process as a media server would be run: ahead of batch work).
+since on a shared machine other processes' CPU shows up as late ticks. ``--realtime`` runs
+this process SCHED_FIFO, as media servers are run (Asterisk ``-p``, FreeSWITCH ``-rp``).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def bench(
-    legs: int, seconds: float, talk: bool, record: bool, ramp: float, nice: int
+    legs: int, seconds: float, talk: bool, record: bool, ramp: float, nice: int, realtime: bool
 ) -> bool:
     workdir = Path(tempfile.mkdtemp(prefix="ivr_media_"))
     out = workdir / "arrivals.json"
@@ -82,6 +82,8 @@ async def bench(
     ports = json.loads(callers.stdout.readline())
     if nice:
         os.nice(nice)  # this process only: the callers keep the default priority
+    if realtime:  # as Asterisk's -p or FreeSWITCH's -rp run media: ahead of everything else
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
     media = EmbeddedMedia(HOST, (40000, 40000 + 4 * legs + 100))
     sessions = []
     for i, port in enumerate(ports):
@@ -120,7 +122,8 @@ async def bench(
     print(f"arrival times (ns, per caller): {out}")
     print(
         f"legs {legs}, prompt {seconds:g} s, talk {'on' if talk else 'off'}, "
-        f"record {'on' if record else 'off'}, nice {os.nice(0)}, load {os.getloadavg()[0]:.1f}"
+        f"record {'on' if record else 'off'}, nice {os.nice(0)}, "
+        f"{'SCHED_FIFO' if realtime else 'SCHED_OTHER'}, load {os.getloadavg()[0]:.1f}"
     )
     print(
         f"interval deviation from {PTIME_MS:g} ms: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
@@ -145,7 +148,12 @@ def main() -> None:
         "--nice",
         type=int,
         default=0,
-        help="change this process's niceness (e.g. -10, needs root), as a media server would run",
+        help="change this process's niceness (e.g. -10, needs root)",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run this process SCHED_FIFO (needs root), as a media server would be run",
     )
     args = parser.parse_args()
     try:
@@ -156,7 +164,9 @@ def main() -> None:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         passed = runner.run(
-            bench(args.legs, args.seconds, args.talk, args.record, args.ramp, args.nice)
+            bench(
+                args.legs, args.seconds, args.talk, args.record, args.ramp, args.nice, args.realtime
+            )
         )
     sys.exit(0 if passed else 1)
 
