@@ -11,8 +11,8 @@ known (None) is blocked whenever the number is on the registry at all.
 :class:`DndRegistry` reads the files that :mod:`voiceplane.policy.dnd_import` writes
 (format: :mod:`voiceplane.policy.dnd_file`). It maps the current generation and answers
 single lookups in a few microseconds; :meth:`DndRegistry.refresh` (one stat(2)) switches
-to a newer generation, and lookups also do that by themselves at most once a
-``refresh_interval_s``, so an import made by another process is seen within that time.
+to a newer generation, and lookups check for one by themselves at most once a
+``refresh_interval_s``, so an import made by another process is seen soon after.
 :meth:`DndRegistry.blocks` is what the pre-dial checks call
 (:class:`voiceplane.policy.checks.DndRegistry`).
 """
@@ -97,6 +97,11 @@ class DndRegistry:
 
     Safe to share between threads: a lookup reads one generation object, which a refresh
     replaces whole; a reader that still holds the old one keeps a valid mapping of it.
+
+    ``populate`` maps every page of a generation when it is opened (a national registry:
+    about 500 MB, a fraction of a second from the page cache), so that no lookup waits on
+    a page fault. That is why a lookup that notices a new generation does not open it
+    itself: a thread does, and lookups go on with the old one until it is ready.
     """
 
     def __init__(
@@ -113,12 +118,14 @@ class DndRegistry:
         self._generation: MappedGeneration | None = None
         self._identity: tuple[int, int] | None = None
         self._next_check = 0.0
+        self._opening = False
         self.refresh()
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path, *, refresh_interval_s: float = DEFAULT_REFRESH_S
-                    ) -> DndRegistry:  # fmt: skip
-        return cls(data_dir / DND_DIR, refresh_interval_s=refresh_interval_s)
+    def in_data_dir(
+        cls, data_dir: Path, *, refresh_interval_s: float = DEFAULT_REFRESH_S, populate: bool = True
+    ) -> DndRegistry:
+        return cls(data_dir / DND_DIR, refresh_interval_s=refresh_interval_s, populate=populate)
 
     def refresh(self) -> bool:
         """Switch to the current generation if it changed (one stat); True if it did."""
@@ -132,10 +139,24 @@ class DndRegistry:
             self._identity = mapped.identity if mapped is not None else None
         return True
 
+    def _check(self) -> None:
+        """From a lookup: if the generation changed, open the new one in a thread."""
+        self._next_check = time.monotonic() + self.refresh_interval_s
+        if self._opening or current_identity(self.directory) == self._identity:
+            return
+        self._opening = True
+        threading.Thread(target=self._open_in_background, name="dnd-refresh", daemon=True).start()
+
+    def _open_in_background(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._opening = False
+
     def snapshot(self) -> MappedGeneration | None:
         """The generation lookups use now (a reader may hold it across a refresh)."""
         if time.monotonic() >= self._next_check:
-            self.refresh()
+            self._check()
         return self._generation
 
     def lookup(self, e164: str) -> DndEntry | None:
@@ -157,7 +178,7 @@ class DndRegistry:
         if category is not None:
             _check_category(category)
         if time.monotonic() >= self._next_check:
-            self.refresh()
+            self._check()
         mask = find(self._generation, number_key(e164))
         if mask is None:
             return False

@@ -51,7 +51,7 @@ LOCK: Final = ".import.lock"
 BUCKET_TARGET: Final = 8
 ALIGN: Final = 64
 MAX_COUNT: Final = 2**32 - 1  # offsets are uint32
-CHUNK: Final = 1_000_000  # entries per step where a whole-array temporary would add up
+CHUNK: Final = 262_144  # entries per step where a whole-array temporary would add up
 
 _HEADER: Final = struct.Struct("=8sIIQQQQQI12x")  # 64 bytes
 _GENERATION_FILE: Final = re.compile(r"gen-(\d{6,})\.dnd")
@@ -297,24 +297,24 @@ def _write_file(fd: int, header: Header, packed: Packed) -> None:
     )
     low_type = np.uint32 if header.low_size == 4 else np.uint64
     low_mask = (1 << header.shift) - 1
-    offsets = np.empty(header.buckets + 1, dtype=np.uint32)
-    next_bucket = 0  # buckets before it have their offsets
+    next_bucket = 0  # buckets before it have their offsets written
     for start in range(0, header.count, CHUNK):
         chunk = packed[start : start + CHUNK]
         relative = (chunk >> 8) - header.base
         buckets = relative >> header.shift  # sorted, like the numbers
         last = int(buckets[-1])
         wanted = np.arange(next_bucket, last + 1)
-        offsets[next_bucket : last + 1] = start + np.searchsorted(buckets, wanted)
+        offsets = (start + np.searchsorted(buckets, wanted)).astype(np.uint32)
+        os.pwrite(fd, offsets.data, header.offsets_at + 4 * next_bucket)
         next_bucket = last + 1
-        del buckets
+        del buckets, offsets
         lows = (relative & low_mask).astype(low_type)
         os.pwrite(fd, lows.data, header.lows_at + header.low_size * start)
         del relative, lows
         masks = (chunk & 0xFF).astype(np.uint8)
         os.pwrite(fd, masks.data, header.masks_at + start)
-    offsets[next_bucket:] = header.count
-    os.pwrite(fd, offsets.data, header.offsets_at)
+    tail = np.full(header.buckets + 1 - next_bucket, header.count, dtype=np.uint32)
+    os.pwrite(fd, tail.data, header.offsets_at + 4 * next_bucket)
 
 
 def _fsync_directory(directory: Path) -> None:

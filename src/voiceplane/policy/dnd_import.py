@@ -39,7 +39,7 @@ Mode = Literal["full", "add", "remove"]
 MODES: Final[tuple[Mode, ...]] = ("full", "add", "remove")
 Progress = Callable[[int, int], None]
 
-READ_BYTES: Final = 4 * 1024 * 1024  # small: the parse temporaries add to the peak memory
+READ_BYTES: Final = 1024 * 1024  # small: the parse temporaries add to the peak memory
 NATIONAL_DIGITS: Final = 10
 MIN_DIGITS: Final = 7
 MAX_DIGITS: Final = 15
@@ -342,32 +342,32 @@ def _parse_plain(data: bytes, country_code: str | None, national_digits: int) ->
 
 def unique_sorted(packed: Packed) -> Packed:
     """Sort ``packed`` in place and keep one entry per number (the categories all its
-    entries accept); returns a view of ``packed`` holding the result."""
+    entries accept); returns a view of ``packed`` holding the result.
+
+    One pass, a chunk at a time, written back in place: the memory it needs beyond
+    ``packed`` does not grow with the registry (repeats in a dump of 100M random numbers
+    run to a million and more).
+    """
     packed.sort()
     count = len(packed)
-    if count < 2:
-        return packed
-    repeats = []
-    for start in range(1, count, CHUNK):
-        stop = min(start + CHUNK, count)
-        same = (packed[start:stop] >> 8) == (packed[start - 1 : stop - 1] >> 8)
-        repeats.append(np.flatnonzero(same) + start)
-    repeat = np.concatenate(repeats)
-    if not len(repeat):
-        return packed
-    involved = np.union1d(repeat, repeat - 1)
-    heads = np.flatnonzero(~np.isin(involved, repeat))
-    masks = np.bitwise_and.reduceat(packed[involved] & 0xFF, heads)
-    head_index = involved[heads]
-    packed[head_index] = (packed[head_index] >> 8 << 8) | masks
-    keep_until = 0
+    kept = 0  # entries written back so far; the last one's group may go on in the next chunk
     for start in range(0, count, CHUNK):
-        stop = min(start + CHUNK, count)
-        drop = repeat[(repeat >= start) & (repeat < stop)] - start
-        kept = np.delete(packed[start:stop], drop)
-        packed[keep_until : keep_until + len(kept)] = kept
-        keep_until += len(kept)
-    return packed[:keep_until]
+        chunk = packed[start : start + CHUNK].copy()  # the writes below may overlap it
+        numbers = chunk >> 8
+        first = np.empty(len(chunk), dtype=bool)  # where a number's group begins
+        first[0] = kept == 0 or int(packed[kept - 1] >> 8) != int(numbers[0])
+        np.not_equal(numbers[1:], numbers[:-1], out=first[1:])
+        segments = np.flatnonzero(first)
+        if not first[0]:
+            segments = np.concatenate([[0], segments])
+        masks = np.bitwise_and.reduceat(chunk & 0xFF, segments)
+        entries = (numbers[segments] << 8) | masks
+        if not first[0]:  # the chunk begins inside the last group written: merge into it
+            packed[kept - 1] &= entries[0] | ~0xFF
+            entries = entries[1:]
+        packed[kept : kept + len(entries)] = entries
+        kept += len(entries)
+    return packed[:kept]
 
 
 def _contained(numbers_of: Packed, sorted_numbers: Packed) -> np.ndarray:
