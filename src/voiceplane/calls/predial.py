@@ -85,7 +85,10 @@ class PreDialGate:
             read = functools.partial(_policy, account_id=account_id, bridge=bridge)
             entry = (now + self._ttl_s, self._writer.submit(read))
             self._cache[key] = entry
-        return await asyncio.shield(entry[1])
+        future = entry[1]
+        if future.done():
+            return future.result()  # the usual case: no new future per call
+        return await asyncio.shield(future)  # one waiter's cancellation spares the others
 
     def forget(self) -> None:
         """Drop every cached setting (the next call reads the store)."""
