@@ -91,6 +91,7 @@ def test_settings_round_trip_and_change_partially(factory: sessionmaker[Session]
         ({"international": "maybe"}, "international"),
         ({"countries": 7}, "countries"),
         ({"countries": ["ZZZ"]}, "countries"),
+        ({"countries": " "}, "countries"),
         ({"promotional": 2}, "promotional"),
         ({"dnd_category": "x"}, "dnd_category"),
         ({"dnd_category": 9}, "dnd_category"),
@@ -101,6 +102,14 @@ def test_bad_changes_name_the_field(changes: dict[str, object], field: str) -> N
     with pytest.raises(RuleError) as caught:
         settings.changed_account(AccountSettings(), changes)
     assert caught.value.field == field
+
+
+def test_list_keywords() -> None:
+    rules = settings.changed_rules(NUMBER_DEFAULT, {"countries": "none", "networks": "ANY"})
+    assert rules.countries == frozenset() and rules.networks is None
+    rules = settings.changed_rules(rules, {"blocked_networks": "Jio", "countries": "any"})
+    assert rules.countries is None
+    assert settings.changed_rules(rules, {"blocked_networks": "any"}).blocked_networks == set()
 
 
 def test_number_settings_refuse_account_only_fields() -> None:

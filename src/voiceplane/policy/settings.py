@@ -168,9 +168,15 @@ def _flag(name: str, value: Any) -> bool:
 
 
 def _list(name: str, value: Any) -> list[str] | str | None:
-    """A list setting: a list of strings, a comma-separated string, or null/"any" for any."""
+    """A list setting: a list of strings, a comma-separated string, null/"any" for any,
+    "none" for an empty list. Empty text is refused: it would read as "nothing allowed"
+    where a form user most likely meant to clear the setting."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "any"):
         return None if name != "blocked_networks" else []
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return []
+    if isinstance(value, str) and not value.strip():
+        raise RuleError(name, f"{name} is empty: write any (no restriction) or none")
     if isinstance(value, str):
         return value
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
