@@ -303,23 +303,39 @@ national_written = st.one_of(
     st.integers(10**10, 10**15 - 1).map(str),  # long: international as written
     st.text("0123456789+", min_size=1, max_size=18),  # anything of those characters
 )
+category_fields = st.one_of(
+    st.just(""),
+    st.lists(st.integers(1, 8), min_size=1, max_size=8).map(lambda c: "|".join(map(str, c))),
+    st.text("0123456789|", max_size=6),  # anything of those characters
+)
+lines_with_categories = st.tuples(national_written, st.none() | category_fields).map(
+    lambda pair: pair[0] if pair[1] is None else f"{pair[0]},{pair[1]}"
+)
 
 
-@given(lines=st.lists(national_written, min_size=1, max_size=40), code=st.sampled_from(
-    [None, "1", "91", "880"]))  # fmt: skip
+@given(
+    lines=st.lists(lines_with_categories, min_size=1, max_size=40),
+    code=st.sampled_from([None, "1", "91", "880"]),
+    end=st.sampled_from(["\n", "\r\n"]),
+)
 def test_the_numpy_parser_agrees_with_the_per_line_parser(
-    lines: list[str], code: str | None
+    lines: list[str], code: str | None, end: str
 ) -> None:
-    data = ("\n".join(lines) + "\n").encode()
-    fast = dnd_import._parse_plain(data, code, dnd_import.NATIONAL_DIGITS)
+    data = "".join(line + end for line in lines).encode()
+    fast = dnd_import._parse_fast(data, code, dnd_import.NATIONAL_DIGITS)
     slow: list[int] | None = []
     for line in lines:
         try:
-            slow.append(parse_number(line, code))  # type: ignore[union-attr]
+            parsed = parse_line(line, code)
         except ValueError:
             slow = None
             break
+        assert parsed is not None and slow is not None
+        slow.append(parsed[0] << 8 | parsed[1])
     if slow is None:
         assert fast is None  # any bad line: the per-line parser reads the chunk and says
+    elif fast is not None:
+        assert fast.tolist() == slow
     else:
-        assert fast is not None and fast.tolist() == slow
+        # The numpy parser leaves a few odd but valid spellings to the per-line one.
+        assert any(odd in line for line in lines for odd in (",0", "|0", ",|", "||"))

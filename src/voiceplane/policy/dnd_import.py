@@ -15,9 +15,12 @@ Nothing is half-imported: the files are read and checked whole before the new ge
 is written (see :mod:`voiceplane.policy.dnd_file`), and a bad line raises
 :class:`DndImportError` naming the file and the line, with the registry untouched.
 
-Speed: a chunk of plain numbers (digits, ``+``, line ends) is parsed by numpy at about
-20 million lines a second; a chunk with anything else (a header, comments, categories)
-goes through the per-line parser, about a million lines a second (bench/dnd.py).
+Speed (this 2-core machine, busy): the file is read in 1 MB chunks, and a chunk of
+``number`` or ``number,1|2|7`` lines is parsed by numpy, about 2.5 million lines a second
+for plain numbers (the whole import of 100M: 37-48 s, bench/dnd.py) and 0.7 million with
+categories. A chunk with anything else (quotes, spaces, comments, a header) goes through
+the per-line parser, about 0.1 million lines a second: a header or a comment costs only its
+own chunk, but a quoted CSV dump of 100M lines would take a quarter of an hour.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from voiceplane.policy import dnd_file
 from voiceplane.policy.dnd import CATEGORIES, mask_of
@@ -46,8 +50,9 @@ MAX_DIGITS: Final = 15
 MAX_WRITTEN: Final = 17  # "00" and 15 digits
 _POW10: Final = 10 ** np.arange(19, dtype=np.int64)
 _SEPARATORS: Final = str.maketrans("", "", " -\t")
-_PLAIN_BYTES: Final = np.zeros(256, dtype=bool)
-_PLAIN_BYTES[[*range(ord("0"), ord("9") + 1), ord("\n"), ord("\r"), ord("+")]] = True
+_NEWLINE, _RETURN, _PLUS, _COMMA, _BAR, _ZERO = (ord(c) for c in "\n\r+,|0")
+_FAST_BYTES: Final = np.zeros(256, dtype=bool)  # what the numpy parser reads
+_FAST_BYTES[[*range(ord("0"), ord("9") + 1), _NEWLINE, _RETURN, _PLUS, _COMMA, _BAR]] = True
 
 
 class DndImportError(Exception):
@@ -227,9 +232,9 @@ class _Reader:
 
     def _chunk(self, name: str, data: bytes, line_base: int, first_content: bool) -> bool:
         """Parse ``data`` (whole lines); return whether no content line was seen yet."""
-        numbers = _parse_plain(data, self.country_code, self.national_digits)
-        if numbers is not None:
-            self._append(numbers << 8)
+        fast = _parse_fast(data, self.country_code, self.national_digits)
+        if fast is not None:
+            self._append(fast)
             return False
         entries: list[int] = []
         position = 0
@@ -244,9 +249,9 @@ class _Reader:
             except ValueError as exc:
                 if first_content and _is_header(line):
                     first_content = False
-                    rest = _parse_plain(data[position:], self.country_code, self.national_digits)
+                    rest = _parse_fast(data[position:], self.country_code, self.national_digits)
                     if rest is not None:
-                        self._append(rest << 8)
+                        self._append(rest)
                         return False
                     continue
                 raise DndImportError(name, str(exc), line_base + index) from None
@@ -257,10 +262,10 @@ class _Reader:
                 # Past a file's first line with content (maybe a header): the rest of the
                 # chunk may well be plain numbers again.
                 first_content = False
-                rest = _parse_plain(data[position:], self.country_code, self.national_digits)
+                rest = _parse_fast(data[position:], self.country_code, self.national_digits)
                 if rest is not None:
                     self._append(np.array(entries, dtype=np.int64))
-                    self._append(rest << 8)
+                    self._append(rest)
                     return False
         self._append(np.array(entries, dtype=np.int64))
         return first_content
@@ -273,47 +278,60 @@ class _Reader:
         self.count = end
 
 
-def _parse_plain(data: bytes, country_code: str | None, national_digits: int) -> Packed | None:
-    """The numbers of ``data`` (whole lines of plain numbers) parsed by numpy, or None when
-    the chunk holds anything else, or anything wrong: the per-line parser then reads it and
-    names the bad line. Mirrors :func:`parse_number` (a property test checks they agree)."""
+def _parse_fast(data: bytes, country_code: str | None, national_digits: int) -> Packed | None:
+    """The entries of ``data`` (whole lines: ``number`` or ``number,categories``), packed,
+    parsed by numpy; None when the chunk holds anything else (a header, a comment, quotes,
+    spaces) or anything wrong: the per-line parser then reads it, and names the bad line.
+    Mirrors :func:`parse_line` (a property test checks that they agree)."""
     if not data:
         empty: Packed = np.zeros(0, dtype=np.int64)
         return empty
     chars = np.frombuffer(data, dtype=np.uint8)
     present = np.bincount(chars, minlength=256).astype(bool)
-    if (present & ~_PLAIN_BYTES).any():
+    if (present & ~_FAST_BYTES).any():
         return None
-    ends = np.flatnonzero(chars == ord("\n"))
-    starts = np.empty_like(ends)
+    line_ends = np.flatnonzero(chars == _NEWLINE)
+    starts = np.empty_like(line_ends)
     starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    if present[ord("\r")]:
-        returns = np.flatnonzero(chars == ord("\r"))
-        if not (chars[returns + 1] == ord("\n")).all():
+    starts[1:] = line_ends[:-1] + 1
+    ends = line_ends
+    if present[_RETURN]:
+        returns = np.flatnonzero(chars == _RETURN)
+        if not (chars[returns + 1] == _NEWLINE).all():
             return None
-        ends = ends - ((chars[np.maximum(ends - 1, 0)] == ord("\r")) & (ends > starts))
+        ends = ends - ((chars[np.maximum(ends - 1, 0)] == _RETURN) & (ends > starts))
     plus = np.zeros(len(ends), dtype=bool)
-    if present[ord("+")]:
-        signs = np.flatnonzero(chars == ord("+"))
-        lines = np.searchsorted(ends, signs)
+    if present[_PLUS]:
+        signs = np.flatnonzero(chars == _PLUS)
+        lines = np.searchsorted(line_ends, signs)
         if not (signs == starts[lines]).all():
             return None
         plus[lines] = True
+    masks = np.zeros(len(ends), dtype=np.int64)
+    number_ends = ends
+    text = data
+    if present[_COMMA]:
+        parsed = _categories(chars, starts, ends, line_ends)
+        if parsed is None:
+            return None
+        number_ends, masks, text = parsed
+    elif present[_BAR]:
+        return None
     content = ends > starts
     digit_start = (starts + plus)[content]
-    written = (ends - starts - plus)[content]
+    written = (number_ends - starts - plus)[content]
     plus = plus[content]
+    masks = masks[content]
     if (written <= 0).any() or (written > MAX_WRITTEN).any():
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = np.fromstring(data, dtype=np.int64, sep="\n")
+        values = np.fromstring(text, dtype=np.int64, sep="\n")
     if len(values) != len(written):
         return None
-    first_zero = chars[digit_start] == ord("0")
+    first_zero = chars[digit_start] == _ZERO
     second_zero = first_zero & (written >= 2)
-    second_zero &= chars[np.minimum(digit_start + 1, len(chars) - 1)] == ord("0")
+    second_zero &= chars[np.minimum(digit_start + 1, len(chars) - 1)] == _ZERO
     if (plus & first_zero).any():
         return None
     international = plus | second_zero
@@ -333,8 +351,52 @@ def _parse_plain(data: bytes, country_code: str | None, national_digits: int) ->
     if country_code is not None and national.any():
         prefixed = int(country_code) * _POW10[np.minimum(significant, 18)] + values
         values = np.where(national, prefixed, values)
-    result: Packed = values
+    result: Packed = (values << 8) | masks
     return result
+
+
+def _categories(
+    chars: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.intp],
+    ends: npt.NDArray[np.intp],
+    line_ends: npt.NDArray[np.intp],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], bytes] | None:
+    """For lines ``number,1|2|7``: where each number ends, each line's categories mask, and
+    the text with the category fields blanked (for np.fromstring); None when a field is not
+    single categories 1-8 joined by ``|``, a lone ``0``, or empty."""
+    commas = np.flatnonzero(chars == _COMMA)
+    comma_lines = np.searchsorted(line_ends, commas)
+    if len(commas) > 1 and (np.diff(comma_lines) == 0).any():
+        return None  # two commas on a line
+    number_ends = ends.copy()
+    number_ends[comma_lines] = commas
+    field_starts, field_ends = commas + 1, ends[comma_lines]
+    opens = np.zeros(len(chars) + 1, dtype=np.int8)
+    opens[field_starts] = 1
+    closes = np.zeros(len(chars) + 1, dtype=np.int8)
+    closes[field_ends] = 1
+    in_field = (np.cumsum(opens - closes, dtype=np.int32) > 0)[:-1]
+    padded = np.concatenate([[_NEWLINE], chars, [_NEWLINE]])  # chars[p - 1], chars[p + 1]
+    before, after = padded[:-2], padded[2:]
+    digit = (chars >= ord("1")) & (chars <= ord("8"))
+    line_end = (after == _NEWLINE) | (after == _RETURN)
+    bar = chars == _BAR
+    zero = chars == _ZERO
+    if (bar & ~in_field).any():
+        return None
+    ok_digit = digit & ((before == _COMMA) | (before == _BAR)) & ((after == _BAR) | line_end)
+    ok_bar = bar & (before >= ord("1")) & (before <= ord("8"))
+    ok_bar &= (after >= ord("1")) & (after <= ord("8"))
+    ok_zero = zero & (before == _COMMA) & line_end
+    if (in_field & ~(ok_digit | ok_bar | ok_zero)).any():
+        return None
+    bits = np.zeros(len(chars), dtype=np.uint8)
+    where = in_field & digit
+    bits[where] = np.left_shift(1, chars[where] - ord("1")).astype(np.uint8)
+    masks = np.bitwise_or.reduceat(bits, starts).astype(np.int64)
+    blanked = chars.copy()
+    blanked[in_field | (chars == _COMMA)] = ord(" ")
+    return number_ends, masks, blanked.tobytes()
 
 
 # --- merging and importing --------------------------------------------------------------------
