@@ -191,3 +191,44 @@ async def test_a_call_that_waits_out_its_queue_time_ends_max_use_without_an_invi
     assert answered["status"] == "ANSWER"
     # The operator saw one call only: no INVITE ever left for the one that waited.
     assert [dialled(invite) for invite in invites(result)] == [number(1)]
+
+
+async def test_a_click_to_call_holds_two_channels_agent_and_customer(tmp_path: Path) -> None:
+    """A bridge of 3 channels: a second click-to-call (2 more) waits until the first ends,
+    and an outbound call placed after it waits behind it (first in, first out), though its
+    one channel was free."""
+    agents = ("+919876500111", "+919876510111")  # answer and wait (operator_by_number)
+    customers = ("+919876500222", "+919876510222")  # answer, hang up after 1 s
+    alone = "+919876520222"
+    async with SippServer("operator_by_number", tmp_path, calls=5, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            response = await running.client.put(
+                f"/v1/{running.sid}/numbers/{running.bridge}/capacity",
+                json={"channels": 3},
+                headers=running.headers,
+            )
+            assert response.status_code == 200, response.text
+            first = await running.click_to_call(**{"from": agents[0], "to": customers[0]})
+            second = await running.click_to_call(**{"from": agents[1], "to": customers[1]})
+            outbound = await running.outbound(to=alone)
+            records = [await running.wait_for(call_id, timeout=15) for call_id in (first, second)]
+            lone = await running.wait_for(outbound, timeout=15)
+        result = await sipp.wait(10)
+    result.assert_ok(calls=5)
+    assert [record["status"] for record in records] == ["ANSWER", "ANSWER"]
+    assert lone["status"] == "ANSWER"
+    arrived = {dialled(invite): invite for invite in invites(result)}
+    assert set(arrived) == {*agents, *customers, alone}
+    # The first click-to-call's dialogs (agent and customer) were over, BYEs answered, before
+    # the second's agent was rung; the outbound call did not overtake it.
+    dialogs = {arrived[agents[0]].call_id, arrived[customers[0]].call_id}
+    everything = result.received() + result.sent()
+    first_over = max(m.time for m in everything if m.call_id in dialogs and m.time is not None)
+    assert at(arrived[agents[1]]) > first_over
+    assert at(arrived[alone]) > at(arrived[agents[1]])
+
+
+def at(message: SippMessage) -> datetime:
+    assert message.time is not None
+    return message.time
