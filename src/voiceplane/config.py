@@ -501,6 +501,36 @@ class MediaSettings(_Section):
         return value
 
 
+class CallbacksSettings(_Section):
+    """``[callbacks]``: how status callbacks are sent (voiceplane.callbacks.dispatcher).
+
+    One attempt may take ``total_timeout_s`` (``connect_timeout_s`` of it to connect). A
+    failed one is retried after a random wait of up to ``first_retry_s`` doubled per
+    failure (never above ``max_retry_s``), until ``retry_for_s`` after the callback was
+    written; then it is given up (it stays, with its attempts, in the API). At most
+    ``per_destination`` requests are open to one receiver (scheme, host and port) at once.
+    A callback being sent is nobody else's for ``lease_s``: after a crash it is sent again
+    once that has passed (receivers drop the duplicate by its ``webhook-id``).
+    """
+
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    total_timeout_s: float = Field(default=15.0, gt=0)
+    first_retry_s: float = Field(default=5.0, gt=0)
+    max_retry_s: float = Field(default=1800.0, gt=0)
+    retry_for_s: float = Field(default=24 * 3600.0, gt=0)
+    per_destination: int = Field(default=32, ge=1, le=10_000)
+    lease_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> "CallbacksSettings":
+        if self.lease_s <= self.total_timeout_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s:g}) must be longer than total_timeout_s "
+                f"({self.total_timeout_s:g}): a lease must outlast the attempt it covers"
+            )
+        return self
+
+
 class Config(_Section):
     """All settings. Build it with :func:`load_config`."""
 
@@ -511,6 +541,7 @@ class Config(_Section):
     data: DataSettings = Field(default_factory=DataSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    callbacks: CallbacksSettings = Field(default_factory=CallbacksSettings)
 
     @model_validator(mode="after")
     def _media_address_known(self) -> "Config":

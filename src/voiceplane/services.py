@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from voiceplane.callbacks.dispatcher import Dispatcher
+from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from voiceplane.calls.commands import CallCommands
 from voiceplane.calls.engine import CallEngine, EngineSettings
 from voiceplane.calls.trunk import Trunk
@@ -105,7 +105,11 @@ def build_platform(config: Config) -> Platform:
             )
         return Trunk(sip.ua, destination, credentials)
 
-    dispatcher = Dispatcher(store.sessions, writer=store.writer)
+    dispatcher = Dispatcher(
+        store.sessions,
+        writer=store.writer,
+        settings=DispatcherSettings(**config.callbacks.model_dump()),
+    )
     # Imports (voiceplane dnd import, the admin API) write new generations in the data
     # directory; the registry switches to them by itself.
     dnd = DndRegistry.in_data_dir(config.data.dir)

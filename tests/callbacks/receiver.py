@@ -79,8 +79,11 @@ class Receiver:
                     self.concurrency -= 1
                 self.requests.append(request)
                 self._changed.set()
+                # A 204 has no body (RFC 9110 section 15.3.5): a client leaves one on the wire.
+                answer = "" if status == 204 else "ok"
                 writer.write(
-                    f"HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok".encode("latin-1")
+                    f"HTTP/1.1 {status} X\r\ncontent-length: {len(answer)}\r\n\r\n{answer}"
+                    .encode("latin-1")
                 )
                 await writer.drain()
         self._connections.discard(writer)

@@ -21,7 +21,7 @@ from voiceplane.store.queue import CallCommand
 from voiceplane.store.writer import StoreWriter
 
 from .outcome import LegVerdict
-from .reporting import report_job
+from .reporting import Report, store_reports
 from .status import Status
 
 # Who ended a leg, as the record's ``hangup_by`` says it.
@@ -205,17 +205,17 @@ class CallTracker:
             )
         # Reported calls keep every save, in order, each with the callbacks for its events.
         events, self._events = self._events, []
-        stored = self._writer.submit(report_job(self.snapshot(), events))
+        stored = self._writer.submit_item(store_reports, Report(self.snapshot(), tuple(events)))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         stored.add_done_callback(lambda result: self._stored(result, done))
         return done
 
-    def _stored(self, result: asyncio.Future[int], done: asyncio.Future[None]) -> None:
+    def _stored(self, result: asyncio.Future[None], done: asyncio.Future[None]) -> None:
         if result.cancelled():
             done.cancel()
         elif (error := result.exception()) is not None:
             done.set_exception(error)
         else:
-            if result.result() and self.on_reported is not None:
-                self.on_reported()
+            if self.on_reported is not None:
+                self.on_reported()  # the dispatcher's doorbell: cheap when nothing was written
             done.set_result(None)

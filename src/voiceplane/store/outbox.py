@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from .models import (
@@ -105,6 +105,17 @@ def _check(callback: NewCallback) -> None:
         raise ValueError("a callback needs a URL")
 
 
+_INSERT_OUTBOX: Final = insert(Outbox.__table__)  # type: ignore[arg-type]
+_LAST_SEQS: Final = (
+    select(Outbox.call_id, func.max(Outbox.seq))
+    .where(Outbox.call_id.in_(bindparam("call_ids", expanding=True)))
+    .group_by(Outbox.call_id)
+)
+
+# (account id, call id, its new callbacks in order)
+CallCallbacks = tuple[int, str, Sequence[NewCallback]]
+
+
 def enqueue(
     session: Session,
     *,
@@ -120,37 +131,54 @@ def enqueue(
     Callers write the callbacks of one call from one place at a time (the engine does): two
     transactions numbering the same call at once would collide on ``(call_id, seq)``.
     """
-    wanted = list(callbacks)
-    for callback in wanted:
-        _check(callback)
+    return enqueue_many(session, [(account_id, call_id, list(callbacks))], now=now)
+
+
+def enqueue_many(
+    session: Session, batch: Sequence[CallCallbacks], *, now: datetime | None = None
+) -> list[str]:
+    """:func:`enqueue` for several calls (a call may appear more than once, in order) with
+    two statements in all; the webhook ids, in order."""
+    for _account_id, _call_id, callbacks in batch:
+        for callback in callbacks:
+            _check(callback)
+    wanted = [entry for entry in batch if entry[2]]
     if not wanted:
         return []
     moment = now or utcnow()
-    last = session.execute(
-        select(func.max(Outbox.seq)).where(Outbox.call_id == call_id)
-    ).scalar_one_or_none()
+    connection = session.connection()
+    call_ids = list({call_id for _account_id, call_id, _callbacks in wanted})
+    last: dict[str, int] = {
+        call_id: seq or 0
+        for call_id, seq in connection.execute(_LAST_SEQS, {"call_ids": call_ids})
+    }
     rows: list[dict[str, object]] = []
-    for number, callback in enumerate(wanted, start=(last or 0) + 1):
-        body = None
-        if callback.payload is not None:
-            body = json.dumps({**callback.payload, "sequence": number}, separators=(",", ":"))
-        rows.append(
-            {
-                "id": new_webhook_id(),
-                "account_id": account_id,
-                "call_id": call_id,
-                "kind": callback.kind,
-                "event": callback.event,
-                "seq": number,
-                "url": callback.url,
-                "method": callback.method,
-                "body": body,
-                "created_at": moment,
-                "next_attempt_at": moment,
-                "attempts": 0,
-            }
-        )
-    session.execute(insert(Outbox), rows)
+    for account_id, call_id, callbacks in wanted:
+        number = last.get(call_id, 0)
+        for callback in callbacks:
+            number += 1
+            body = None
+            if callback.payload is not None:
+                body = json.dumps({**callback.payload, "sequence": number}, separators=(",", ":"))
+            rows.append(
+                {
+                    "id": new_webhook_id(),
+                    "account_id": account_id,
+                    "call_id": call_id,
+                    "kind": callback.kind,
+                    "event": callback.event,
+                    "seq": number,
+                    "url": callback.url,
+                    "method": callback.method,
+                    "body": body,
+                    "created_at": moment,
+                    "next_attempt_at": moment,
+                    "attempts": 0,
+                }
+            )
+        last[call_id] = number
+    # Core, not the ORM's bulk insert: this runs for every reported change of every call.
+    connection.execute(_INSERT_OUTBOX, rows)
     return [str(row["id"]) for row in rows]
 
 
@@ -285,6 +313,83 @@ def schedule_retry(session: Session, *, message_id: str, at: datetime, error: st
 def give_up(session: Session, *, message_id: str, at: datetime, error: str) -> None:
     """Stop trying ``message_id`` (its retry period is over); it stays, with its attempts."""
     _finish(session, message_id, given_up_at=at, last_error=error)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One finished attempt and what follows from it, as :func:`record_results` stores it.
+
+    Exactly one of ``delivered_at`` (a 2xx), ``retry_at`` (send again then) and
+    ``given_up_at`` (its retry period is over) is set.
+    """
+
+    message_id: str
+    at: datetime
+    http_status: int | None
+    error: str | None
+    duration_ms: int
+    delivered_at: datetime | None = None
+    retry_at: datetime | None = None
+    given_up_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.duration_ms < 0:
+            raise ValueError(f"duration_ms must not be negative, got {self.duration_ms}")
+        ends = (self.delivered_at, self.retry_at, self.given_up_at)
+        if sum(end is not None for end in ends) != 1:
+            raise ValueError("an attempt is delivered, retried or given up: exactly one")
+
+
+_INSERT_ATTEMPTS: Final = insert(OutboxAttempt.__table__)  # type: ignore[arg-type]
+_TABLE: Final = Outbox.__table__
+_FINISH_ATTEMPT: Final = (
+    update(_TABLE)  # type: ignore[arg-type]
+    .where(_TABLE.c.id == bindparam("message_id"), *_pending(Outbox))
+    .values(
+        attempts=_TABLE.c.attempts + 1,
+        next_attempt_at=func.coalesce(bindparam("retry_at"), _TABLE.c.next_attempt_at),
+        delivered_at=bindparam("delivered_at"),
+        given_up_at=bindparam("given_up_at"),
+        last_error=bindparam("last_error"),
+    )
+)
+
+
+def record_results(session: Session, results: Sequence[AttemptResult]) -> None:
+    """Keep each attempt and finish or reschedule its row: two executemany statements for
+    any number of results (the dispatcher's hot path; a ``StoreWriter`` bulk apply).
+
+    A row already finished (sent twice after a lease ran out) keeps its first ending; the
+    attempt is kept all the same."""
+    if not results:
+        return
+    connection = session.connection()
+    connection.execute(
+        _INSERT_ATTEMPTS,
+        [
+            {
+                "outbox_id": result.message_id,
+                "at": result.at,
+                "http_status": result.http_status,
+                "error": result.error,
+                "duration_ms": result.duration_ms,
+            }
+            for result in results
+        ],
+    )
+    connection.execute(
+        _FINISH_ATTEMPT,
+        [
+            {
+                "message_id": result.message_id,
+                "retry_at": result.retry_at,
+                "delivered_at": result.delivered_at,
+                "given_up_at": result.given_up_at,
+                "last_error": result.error,
+            }
+            for result in results
+        ],
+    )
 
 
 def attempts_for(session: Session, *, call_id: str) -> list[CallbackReport]:
