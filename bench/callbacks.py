@@ -1,0 +1,247 @@
+"""Status callbacks delivered from the durable outbox to a local receiver.
+
+    .venv/bin/python bench/callbacks.py [--rates 1000,2000,3000] [--seconds 10]
+                                        [--per-destination 32]
+
+The platform's own parts, as ``voiceplane serve`` runs them: the store (SQLite in a
+temporary directory, ``synchronous=FULL``: every commit is durable), its group-commit writer
+and the callback dispatcher (aiohttp). The receiver is a plain HTTP server in a process of its
+own (``_callback_receiver.py``) that answers 204 and notes when each callback arrived.
+
+At each rate, calls end open-loop (one every 1/rate s): each end is the engine's real
+report (``store_reports``: the completed snapshot and its status callback in one transaction) for a
+call with a ``callback`` URL. The figure is the callbacks per second delivered, and the time
+from each call's end (its ``end_time``) to its callback's arrival at the receiver: p50 and
+p99. A rate passes when every callback arrived, exactly once, and the p99 is under 100 ms.
+
+The ceiling to compare with: the same receiver, the same HTTP client (aiohttp) and concurrency, with
+no store at all (``ceiling`` line): what the HTTP part alone could do here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import select
+
+from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
+from voiceplane.calls.reporting import Report, store_reports
+from voiceplane.calls.status import Status
+from voiceplane.store import repository
+from voiceplane.store.models import Outbox
+from voiceplane.store.progress import CallProgress
+from voiceplane.store.service import StoreService
+
+HERE = Path(__file__).resolve().parent
+P99_LIMIT_MS = 100.0
+TARGET_RATE = 2000
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ReceiverProcess:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.out = workdir / f"arrivals-{self.port}.json"
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "_callback_receiver.py"), str(self.port), str(self.out)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the receiver did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/callbacks"
+
+    def arrivals(self) -> list[tuple[str, float]]:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(30)
+        data: list[tuple[str, float]] = [tuple(item) for item in json.loads(self.out.read_text())]
+        return data
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def completed(call_id: str, ended: datetime) -> CallProgress:
+    return CallProgress(
+        call_id=call_id,
+        state="completed",
+        status=Status.ANSWER.value,
+        reason=None,
+        start_time=ended,
+        answer_time=ended,
+        end_time=ended,
+        duration=1,
+        billsec=1,
+        attempts=1,
+        scheduled_at=None,
+    )
+
+
+async def run_rate(rate: int, seconds: float, per_destination: int, workdir: Path) -> dict:
+    total = int(rate * seconds)
+    data = workdir / f"rate-{rate}"
+    data.mkdir()
+    receiver = ReceiverProcess(workdir)
+    store = StoreService(f"sqlite:///{data / 'voiceplane.db'}")
+    await store.start()
+    with store.sessions.begin() as session:
+        account, _key = repository.create_account(session, name="bench")
+        rows = [
+            repository.call_row(
+                account_id=account.id,
+                service="outbound",
+                to_number=f"+9198765{index:05d}",
+                bridge="+918047100000",
+                callback_url=receiver.url,
+                state="answered",
+            )
+            for index in range(total)
+        ]
+        repository.insert_calls(session, rows)
+    call_ids = [row["id"] for row in rows]
+    dispatcher = Dispatcher(
+        store.sessions,
+        writer=store.writer,
+        settings=DispatcherSettings(per_destination=per_destination, max_in_flight=4000),
+    )
+    await dispatcher.start()
+    ended: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    stored: list[asyncio.Future[None]] = []
+    tick = 0.005
+    for index, call_id in enumerate(call_ids):
+        due = started + index / rate
+        if due - loop.time() > tick:
+            await asyncio.sleep(due - loop.time())
+        now = datetime.now(UTC)
+        ended[call_id] = now.timestamp()
+        report = Report(completed(call_id, now), ("completed",))
+        future = store.writer.submit_item(store_reports, report)
+        future.add_done_callback(lambda _f: dispatcher.wake())
+        stored.append(future)
+    await asyncio.gather(*stored)
+    produced_s = loop.time() - started
+    deadline = loop.time() + 60
+    while dispatcher.delivered < total and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    delivered_s = loop.time() - started
+    await dispatcher.stop()
+    with store.sessions() as session:
+        rows = session.execute(select(Outbox.id, Outbox.call_id))
+        call_of = {ident: call for ident, call in rows}
+    await store.stop()
+    arrivals = receiver.arrivals()
+    latencies = [
+        (arrived - ended[call_of[webhook_id]]) * 1000
+        for webhook_id, arrived in arrivals
+        if webhook_id in call_of
+    ]
+    distinct = {webhook_id for webhook_id, _ in arrivals}
+    return {
+        "rate": rate,
+        "calls": total,
+        "arrived": len(distinct & call_of.keys()),
+        "duplicates": len(arrivals) - len(distinct),
+        "produced_s": produced_s,
+        "delivered_per_s": len(distinct) / delivered_s if delivered_s else 0.0,
+        "p50_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) if latencies else float("nan"),
+    }
+
+
+async def ceiling(count: int, per_destination: int, workdir: Path) -> float:
+    """The HTTP client alone against the same receiver: the HTTP part's own limit here."""
+    receiver = ReceiverProcess(workdir)
+    semaphore = asyncio.Semaphore(per_destination)
+    async with aiohttp.ClientSession() as client:
+
+        async def one(index: int) -> None:
+            async with semaphore:
+                headers = {"webhook-id": f"c{index}"}
+                async with client.post(receiver.url, data=b'{"x": 1}', headers=headers) as answer:
+                    await answer.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(index) for index in range(count)))
+        elapsed = time.perf_counter() - started
+    receiver.arrivals()
+    return count / elapsed
+
+
+async def main(args: argparse.Namespace) -> int:
+    rates = [int(rate) for rate in args.rates.split(",")]
+    best: dict | None = None
+    with tempfile.TemporaryDirectory(prefix="voiceplane-bench-callbacks-") as tmp:
+        workdir = Path(tmp)
+        top = await ceiling(10_000, args.per_destination, workdir)
+        print(f"ceiling: aiohttp alone, no store: {top:,.0f} callbacks/s "
+              f"({args.per_destination} connections)")  # fmt: skip
+        for rate in rates:
+            result = await run_rate(rate, args.seconds, args.per_destination, workdir)
+            ok = (
+                result["arrived"] == result["calls"]
+                and result["duplicates"] == 0
+                and result["p99_ms"] < P99_LIMIT_MS
+            )
+            print(
+                f"{rate:>5}/s offered: {result['arrived']}/{result['calls']} arrived, "
+                f"{result['duplicates']} duplicates, {result['delivered_per_s']:,.0f}/s "
+                f"delivered, end->arrival p50 {result['p50_ms']:.1f} ms "
+                f"p99 {result['p99_ms']:.1f} ms  {'ok' if ok else 'FAIL'}",
+                flush=True,
+            )
+            if not ok:
+                break
+            best = result
+    if best is None:
+        print(f"no rate passed (target: {TARGET_RATE}/s with p99 < {P99_LIMIT_MS:.0f} ms)")
+        return 1
+    verdict = "PASS" if best["rate"] >= TARGET_RATE else "FAIL"
+    print(
+        f"highest passing rate: {best['rate']}/s, end->arrival p50 {best['p50_ms']:.1f} ms, "
+        f"p99 {best['p99_ms']:.1f} ms; target {TARGET_RATE}/s with p99 < "
+        f"{P99_LIMIT_MS:.0f} ms: {verdict}"
+    )
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="1000,2000,3000")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--per-destination", type=int, default=32)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(asyncio.run(main(parser.parse_args())))
