@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -293,6 +294,41 @@ def test_any_valid_number_list_round_trips(
         registry = DndRegistry(work / "dnd")
         for probe in [*probes, *numbers]:
             assert registry.blocks(f"+{probe}") == (probe in numbers)
+
+
+entry_sets = st.dictionaries(
+    st.integers(min_value=10_000_000, max_value=10_000_200), st.integers(0, 255), max_size=40
+)
+
+
+@given(before=entry_sets, added=entry_sets, removed=entry_sets)
+def test_add_and_remove_agree_with_a_dict(
+    tmp_path_factory: pytest.TempPathFactory,
+    before: dict[int, int],
+    added: dict[int, int],
+    removed: dict[int, int],
+) -> None:
+    """Merging in small chunks (3 entries) gives what a dict would: add sets, remove deletes."""
+    work = tmp_path_factory.mktemp("dnd")
+    directory = work / "dnd"
+
+    def listing(name: str, entries: dict[int, int]) -> Path:
+        path = work / name
+        lines = [f"+{n},{'|'.join(str(c) for c in range(1, 9) if m >> (c - 1) & 1)}"
+                 for n, m in entries.items()]  # fmt: skip
+        path.write_text("".join(line + "\n" for line in lines))
+        return path
+
+    with mock.patch.object(dnd_import, "CHUNK", 3):
+        import_files(directory, [listing("before.csv", before)], mode="add")
+        import_files(directory, [listing("added.csv", added)], mode="add")
+        assert registry_numbers(directory) == {**before, **added}
+        import_files(directory, [listing("removed.csv", removed)], mode="remove")
+    expected = {n: m for n, m in {**before, **added}.items() if n not in removed}
+    assert registry_numbers(directory) == expected
+    registry = DndRegistry(directory)
+    for number in range(10_000_000, 10_000_201):
+        assert registry.blocks(f"+{number}") == (number in expected)
 
 
 national_written = st.one_of(

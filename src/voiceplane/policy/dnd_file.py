@@ -151,15 +151,21 @@ class MappedGeneration:
         """Entries ``[start, stop)`` as packed numbers (``number << 8 | mask``)."""
         header = self.header
         stop = header.count if stop is None else stop
-        offsets = np.frombuffer(self.offsets, dtype=np.uint32).astype(np.int64)
+        offsets = np.frombuffer(self.offsets, dtype=np.uint32)  # a view: no copy
         low_type = np.uint32 if header.low_size == 4 else np.uint64
         lows = np.frombuffer(self.lows, dtype=low_type)[start:stop].astype(np.int64)
         masks = np.frombuffer(self.masks, dtype=np.uint8)[start:stop].astype(np.int64)
-        positions = np.arange(start, stop, dtype=np.int64)
-        buckets = np.searchsorted(offsets, positions, side="right") - 1
+        # uint32 positions: with int64 ones numpy would convert all the offsets every call.
+        positions = np.arange(start, stop, dtype=np.uint32)
+        buckets = np.searchsorted(offsets, positions, side="right").astype(np.int64) - 1
         numbers = header.base + (buckets << header.shift) + lows
         result: Packed = (numbers << 8) | masks
         return result
+
+    def drop_pages(self) -> None:
+        """Unmap the pages read so far (they stay in the page cache): a pass over the whole
+        file, as a merge makes, would otherwise count all of it in the process's memory."""
+        self._map.madvise(mmap.MADV_DONTNEED)
 
     def all_packed(self) -> Packed:
         """Every entry, packed, in order (8 bytes a number in memory)."""

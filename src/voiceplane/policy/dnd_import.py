@@ -432,27 +432,47 @@ def unique_sorted(packed: Packed) -> Packed:
     return packed[:kept]
 
 
-def _contained(numbers_of: Packed, sorted_numbers: Packed) -> np.ndarray:
-    """For each entry of ``numbers_of`` (packed), whether its number is in ``sorted_numbers``."""
-    found = np.zeros(len(numbers_of), dtype=bool)
+def _contained(packed: Packed, sorted_numbers: Packed) -> npt.NDArray[np.bool_]:
+    """For each entry of ``packed``, whether its number is in ``sorted_numbers``."""
     if not len(sorted_numbers):
-        return found
-    for start in range(0, len(numbers_of), CHUNK):
-        numbers = numbers_of[start : start + CHUNK] >> 8
-        at = np.minimum(np.searchsorted(sorted_numbers, numbers), len(sorted_numbers) - 1)
-        found[start : start + CHUNK] = sorted_numbers[at] == numbers
+        return np.zeros(len(packed), dtype=bool)
+    numbers = packed >> 8
+    at = np.minimum(np.searchsorted(sorted_numbers, numbers), len(sorted_numbers) - 1)
+    found: npt.NDArray[np.bool_] = sorted_numbers[at] == numbers
     return found
 
 
-def merge(old: Packed, new: Packed, mode: Mode) -> Packed:
-    """The registry after ``mode`` with ``new`` (both sorted, one entry per number)."""
-    if mode == "full":
-        return new
-    kept: Packed = old[~_contained(old, new >> 8)]
+def merge(current: dnd_file.MappedGeneration, new: Packed, mode: Literal["add", "remove"]
+          ) -> Packed:  # fmt: skip
+    """The registry after ``mode`` with ``new`` (sorted, one entry per number).
+
+    The old entries are read from the mapped file a chunk at a time and the result is built
+    in one array, merged in place: the memory needed is about the result's (8 bytes a
+    number), not two or three copies of the registry.
+    """
+    new_numbers = new >> 8
+    extra = len(new) if mode == "add" else 0
+    out = np.empty(current.count + extra, dtype=np.int64)  # pages beyond the result: untouched
+    kept = 0
+    for start in range(0, current.count, CHUNK):
+        chunk = current.packed(start, min(start + CHUNK, current.count))
+        chunk = chunk[~_contained(chunk, new_numbers)]
+        out[extra + kept : extra + kept + len(chunk)] = chunk
+        kept += len(chunk)
+        current.drop_pages()
     if mode == "remove":
-        return kept
-    merged: Packed = np.concatenate([kept, new])
-    merged.sort(kind="stable")  # two sorted runs: timsort merges them in one pass
+        result: Packed = out[:kept]
+        return result
+    # The kept entries sit at out[extra:]; each moves down by the number of new entries
+    # before it (never past an entry not yet moved), then the new ones fill the gaps.
+    inserted_at = np.searchsorted(out[extra : extra + kept], new)  # new numbers: none kept
+    for start in range(0, kept, CHUNK):
+        stop = min(start + CHUNK, kept)
+        chunk = out[extra + start : extra + stop].copy()
+        shift = np.searchsorted(inserted_at, np.arange(start, stop), side="right")
+        out[np.arange(start, stop) + shift] = chunk
+    out[inserted_at + np.arange(len(new))] = new
+    merged: Packed = out[: kept + extra]
     return merged
 
 
@@ -494,10 +514,10 @@ def import_files(
         current = dnd_file.open_current(directory)
         generation = current.generation + 1 if current is not None else 1
         count_before = current.count if current is not None else 0
-        if mode == "full" or current is None:
+        if current is None or mode == "full":
             result = new if mode != "remove" else new[:0]
         else:
-            result = merge(current.all_packed(), new, mode)
+            result = merge(current, new, mode)
         del current  # unmap before the file is replaced and deleted
         dnd_file.write_generation(directory, result, generation)
     return ImportResult(
