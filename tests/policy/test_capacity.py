@@ -387,3 +387,28 @@ def test_an_incoming_call_over_capacity_is_refused_at_once(factory: sessionmaker
     assert verdicts == [None, None, BRIDGE_RULE]  # the DID's 2 channels are taken
     counter.release("in0")
     assert counter.acquire(needs[2]) is None  # type: ignore[arg-type]
+
+
+def test_a_call_waiting_on_a_bridge_that_is_not_full_still_times_out(
+    factory: sessionmaker[Session],
+) -> None:
+    account_id = _account(factory)
+    with factory.begin() as session:
+        session.execute(update(Number).where(Number.e164 == BRIDGE).values(channels=3))
+    first, second = _calls(factory, account_id, 2, service="click2call")
+    counter = ChannelCounter()
+    admission = Admission(counter, RateLimits(), 0.0)
+    with factory.begin() as session:
+        claimed = claim_due(session, now=NOW, limit=10, gate=admission)
+    # The second click-to-call needs 2 of the 1 channel left: the bridge is not full, but
+    # the call waits on it, and the engine tells the sweep so.
+    assert [command.call_id for command in claimed] == [first]
+    assert counter.full() == (set(), set())
+    assert admission.waiting_bridges == {BRIDGE}
+    with factory.begin() as session:
+        assert sweep_capacity(session, counter=counter, default_timeout_s=0) == (0, 0)
+        waiting = (admission.waiting_bridges, set[int]())
+        ended = sweep_capacity(session, counter=counter, default_timeout_s=0, waiting=waiting)
+    assert ended == (1, 0)
+    call = _state(factory, second)
+    assert (call.status, call.decided_by_rule) == ("MAX-USE", BRIDGE_RULE)

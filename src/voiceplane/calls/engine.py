@@ -100,6 +100,8 @@ class CallEngine:
         )
         self._foreign: set[str] = set()  # calls in progress at start that are not ours
         self._next_look: float | None = None  # when calls held back by the rate may go
+        # Bridges and accounts a call was left waiting on since the last sweep.
+        self._waiting: tuple[set[str], set[int]] = (set(), set())
 
     # --- Service -------------------------------------------------------------------------------
 
@@ -207,6 +209,8 @@ class CallEngine:
         except Exception:
             admission.undo()
             raise
+        self._waiting[0].update(admission.waiting_bridges)
+        self._waiting[1].update(admission.waiting_accounts)
         claimed = {command.call_id for command in commands}
         for call_id in admission.admitted:
             if call_id not in claimed:  # admitted in a transaction that was rolled back
@@ -231,11 +235,13 @@ class CallEngine:
                 if self.channels.release(call_id):
                     self._wake.set()
         full = self.channels.full()
-        if not full[0] and not full[1]:
+        waiting, self._waiting = self._waiting, (set(), set())
+        if not (full[0] or full[1] or waiting[0] or waiting[1]):
             return
         sweep = functools.partial(
-            sweep_capacity, counter=self.channels, default_timeout_s=self.settings.queue_timeout_s
-        )
+            sweep_capacity, counter=self.channels, waiting=waiting,
+            default_timeout_s=self.settings.queue_timeout_s,
+        )  # fmt: skip
         expired, reported = await self._writer.submit(sweep)
         if reported and self._on_reported is not None:
             self._on_reported()

@@ -232,6 +232,10 @@ class Admission:
         self._now = now
         self._blocked_bridges: set[str] = set()
         self._blocked_accounts: set[int] = set()
+        # Where a call was left waiting for a channel (not for the rate): its bridge may not
+        # be full, only without room for the call at the head of its queue.
+        self.waiting_bridges: set[str] = set()
+        self.waiting_accounts: set[int] = set()
         self.trunk_empty = False
         self.rate_held = 0  # calls held back by the rate in this pass
         self.seen = 0  # calls offered
@@ -274,8 +278,10 @@ class Admission:
     def _block(self, candidate: Candidate, rule: str) -> None:
         if rule == BRIDGE_RULE and candidate.bridge is not None:
             self._blocked_bridges.add(candidate.bridge)
+            self.waiting_bridges.add(candidate.bridge)
         else:
             self._blocked_accounts.add(candidate.account_id)
+            self.waiting_accounts.add(candidate.account_id)
 
     def undo(self) -> None:
         """The claim's transaction failed: give back the channels of this pass."""
@@ -361,17 +367,27 @@ def still_in_progress(session: Session, *, call_ids: Sequence[str]) -> set[str]:
 
 
 def sweep_capacity(
-    session: Session, *, counter: ChannelCounter, default_timeout_s: float
+    session: Session,
+    *,
+    counter: ChannelCounter,
+    default_timeout_s: float,
+    waiting: tuple[set[str], set[int]] = (set(), set()),
 ) -> tuple[int, int]:
     """The engine's periodic look at calls waiting for a channel: read the limits of the
-    full bridges and accounts again (they may have been raised through the API), then end
-    the waiting calls whose queue time ran out. How many ended, how many of those report
-    to a callback URL."""
+    full bridges and accounts (and of those ``waiting`` says a call waited on) again, as
+    they may have been raised through the API, then end the waiting calls whose queue time
+    ran out. How many ended, how many of those report to a callback URL."""
     bridges, accounts = counter.full()
+    bridges, accounts = bridges | waiting[0], accounts | waiting[1]
     if not bridges and not accounts:
         return 0, 0
     counter.set_limits(*current_limits(session, bridges=bridges, accounts=accounts))
-    bridges, accounts = counter.full()
+    full_bridges, full_accounts = counter.full()
+    # A bridge still full, or one a call waited on that still has a limit.
+    limits = counter.limits_of(bridges)
+    bridges = full_bridges | {bridge for bridge in waiting[0] if limits.get(bridge) is not None}
+    limited = {key for key in waiting[1] if counter.account_limits.get(key) is not None}
+    accounts = full_accounts | limited
     expired = expire_waiting(
         session, now=utcnow(), full_bridges=sorted(bridges), full_accounts=sorted(accounts),
         bridge_limits=counter.limits_of(bridges), default_timeout_s=default_timeout_s,
