@@ -269,10 +269,16 @@ class CallRecord(BaseModel):
 
 
 class CallLogPage(BaseModel):
-    """One page of the call logs, newest first."""
+    """One page of the call logs, in the order asked for (newest first by default)."""
 
     total: int = Field(description="How many calls match the filters, on all pages.")
     limit: int
-    offset: int
-    page: int = Field(description="The page number of this page (from 1) at this limit.")
+    offset: int | None = Field(description="Calls skipped before this page; null by cursor.")
+    page: int | None = Field(
+        description="The page number of this page (from 1) at this limit; null by cursor."
+    )
+    next_cursor: str | None = Field(
+        description="Give it as cursor (with the same filters and sort) for the next page; "
+        "null on the last page."
+    )
     calls: list[CallRecord]

@@ -5,19 +5,27 @@ Each request is one short transaction: authenticate (the SID in the path, the ke
 account's call is answered exactly like an unknown one (404), and lists never show it.
 
 Call logs page with ``limit`` (1 to 1000, default 50; also read from a ``limit`` header, as
-kaleyra.io sends it) and either ``page`` (from 1) or ``offset``; the answer has ``total``.
+kaleyra.io sends it) and either ``page`` (from 1) or ``offset``, or by ``cursor`` (keyset,
+:mod:`voiceplane.api.cursor`); the answer has ``total`` and ``next_cursor``. The same query
+exports as CSV (:mod:`voiceplane.api.csv_export`). A call's callbacks and every attempt at
+delivering them are read from the outbox.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from voiceplane.api import body, records
-from voiceplane.api.deps import ApiKeyHeader, BackendDep, authenticate
+from voiceplane.api import body, csv_export, records
+from voiceplane.api import call_callbacks as call_callbacks_module
+from voiceplane.api import cursor as cursor_module
+from voiceplane.api import filters as filters_module
+from voiceplane.api.call_callbacks import CallCallbacks
+from voiceplane.api.deps import ApiKeyHeader, Backend, BackendDep, authenticate
 from voiceplane.api.errors import Conflict, InvalidInput, NotFound
 from voiceplane.api.filters import CallFilters
 from voiceplane.api.placing import click_to_call_row, outbound_row
@@ -30,7 +38,7 @@ from voiceplane.api.schemas import (
     Service,
     State,
 )
-from voiceplane.store import repository
+from voiceplane.store import outbox, repository
 from voiceplane.store.models import Account, Call
 
 DEFAULT_PAGE: Final = 50
@@ -133,9 +141,21 @@ def cancel_call(
     return record
 
 
-@router.get("/call-logs", response_model=CallLogPage, summary="The call logs")
+_CSV_ANSWER: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "The page as JSON; with format=csv (or Accept: text/csv) every matching "
+        "call as CSV.",
+        "content": {csv_export.MEDIA_TYPE: {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/call-logs", response_model=CallLogPage, responses=_CSV_ANSWER, summary="The call logs"
+)
 def call_logs(
     sid: str,
+    request: Request,
     backend: BackendDep,
     api_key: ApiKeyHeader = None,
     status: Annotated[
@@ -149,12 +169,23 @@ def call_logs(
     prefix: Annotated[
         str | None, Query(description="Country calling code for a number without one.")
     ] = None,
+    custom: Annotated[
+        str | None, Query(description="The call's custom value, exactly.")
+    ] = None,
     start_time: Annotated[
         str | None, Query(description="Calls created at or after this time (or date).")
     ] = None,
     end_time: Annotated[
         str | None, Query(description="Calls created before this time (a date: to its end).")
     ] = None,
+    sort: Annotated[
+        str | None,
+        Query(
+            description="created_at, duration or billsec; a leading '-' for descending. "
+            "Ties go by id in the same direction.",
+            json_schema_extra={"enum": list(filters_module.SORTS)},
+        ),
+    ] = filters_module.DEFAULT_SORT,
     limit: Annotated[int | None, Query(ge=1, le=repository.MAX_PAGE)] = None,
     limit_header: Annotated[
         int | None,
@@ -162,15 +193,43 @@ def call_logs(
     ] = None,
     page: Annotated[int | None, Query(ge=1)] = None,
     offset: Annotated[int | None, Query(ge=0)] = None,
-) -> dict[str, Any]:
-    """The account's calls, newest first, filtered and paged.
+    cursor: Annotated[
+        str | None, Query(description="next_cursor of the page before (not with page/offset).")
+    ] = None,
+    format: Annotated[
+        Literal["json", "csv"] | None,
+        Query(description="csv: every matching call as CSV (also Accept: text/csv)."),
+    ] = None,
+) -> Any:
+    """The account's calls, filtered, sorted and paged, or all of them as CSV.
 
-    Filters combine (AND). Paging: ``limit`` (1 to 1000, default 50; the query parameter or,
-    as kaleyra.io sends it, a ``limit`` header) and either ``page`` (from 1) or ``offset``,
-    not both. ``total`` counts the matching calls on all pages."""
+    Filters combine (AND). ``sort`` is ``-created_at`` (the default: newest first),
+    ``created_at``, ``duration``, ``-duration``, ``billsec`` or ``-billsec``.
+
+    Paging: ``limit`` (1 to 1000, default 50; the query parameter or, as kaleyra.io sends it,
+    a ``limit`` header) and either ``page`` (from 1) or ``offset``, not both; or ``cursor``:
+    the ``next_cursor`` of the page before, which goes on exactly after that page's last call
+    even while new calls arrive (keep the same filters and sort; a cursor of another sort is
+    a 400). ``total`` counts the matching calls on all pages; ``next_cursor`` is null on the
+    last page.
+
+    CSV (``format=csv``, or ``Accept: text/csv`` without ``format``): every matching call in
+    ``sort`` order, one row each under a header row (``limit`` does not apply; ``page``,
+    ``offset`` and ``cursor`` are refused), as the attachment ``call-logs.csv``. A ``custom``
+    or ``reason`` that starts with ``=``, ``+``, ``-`` or ``@`` is written with a leading
+    ``'`` so that spreadsheets do not run it as a formula."""
+    as_csv = format == "csv" or (format is None and _accepts_csv(request))
+    chosen_sort = filters_module.read_sort(sort)
     size = limit or limit_header or DEFAULT_PAGE
     if page is not None and offset is not None:
         raise InvalidInput("give page or offset, not both", field="page")
+    if cursor is not None and (page is not None or offset is not None):
+        raise InvalidInput("give cursor or page/offset, not both", field="cursor")
+    if as_csv:
+        for name, value in (("page", page), ("offset", offset), ("cursor", cursor)):
+            if value is not None:
+                raise InvalidInput(f"a CSV export has every matching call; drop {name}", field=name)
+    after = cursor_module.decode(cursor, sort=chosen_sort) if cursor is not None else None
     skip = offset if offset is not None else ((page or 1) - 1) * size
     filters = CallFilters.read(
         service=service,
@@ -180,14 +239,81 @@ def call_logs(
         prefix=prefix,
         start_time=start_time,
         end_time=end_time,
+        custom=custom,
     )
+    if as_csv:
+        return _csv_export(backend, sid=sid, api_key=api_key, filters=filters, sort=chosen_sort)
     with backend.reading().begin() as session:
         account = authenticate(session, sid=sid, api_key=api_key)
         dialect = records.dialect_of(account)
-        found = filters.calls(session, account=account, limit=size, offset=skip)
+        found, more = filters.page(
+            session, account=account, limit=size, offset=0 if after else skip,
+            sort=chosen_sort, after=after,
+        )  # fmt: skip
         total = filters.count(session, account=account)
         calls = [records.public_record(call, dialect) for call in found]
-    return {"total": total, "limit": size, "offset": skip, "page": skip // size + 1, "calls": calls}
+    next_cursor = (
+        cursor_module.encode(chosen_sort, repository.call_position(found[-1], sort=chosen_sort))
+        if more and found
+        else None
+    )
+    return {
+        "total": total,
+        "limit": size,
+        "offset": None if after else skip,
+        "page": None if after else skip // size + 1,
+        "next_cursor": next_cursor,
+        "calls": calls,
+    }
+
+
+def _csv_export(
+    backend: Backend, *, sid: str, api_key: str | None, filters: CallFilters, sort: str
+) -> StreamingResponse:
+    """Authenticate now (a refusal is still a JSON error), then stream the rows batch by
+    batch, each batch in its own reader transaction."""
+    with backend.reading().begin() as session:
+        account = authenticate(session, sid=sid, api_key=api_key)
+    rows = csv_export.lines(
+        backend.reading(), account=account, filters=filters, sort=sort,
+        dialect=records.dialect_of(account),
+    )  # fmt: skip
+    return StreamingResponse(
+        rows,
+        media_type=f"{csv_export.MEDIA_TYPE}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{csv_export.FILENAME}"'},
+    )
+
+
+def _accepts_csv(request: Request) -> bool:
+    """Whether the Accept header names text/csv (a client asking for the export)."""
+    accept = request.headers.get("accept", "")
+    return any(
+        part.split(";")[0].strip().lower() == csv_export.MEDIA_TYPE for part in accept.split(",")
+    )
+
+
+@router.get(
+    "/calls/{call_id}/callbacks",
+    response_model=CallCallbacks,
+    responses=_NOT_FOUND,
+    summary="A call's callbacks and their delivery attempts",
+)
+def call_callbacks(
+    sid: str, call_id: str, backend: BackendDep, api_key: ApiKeyHeader = None
+) -> CallCallbacks:
+    """Every callback of the call in the order it was written (``sequence``): the final
+    status callback (``kind`` status, to its ``callback`` URL) and the progress events (``kind``
+    progress, to its ``dlrurl``), each with its ``id`` (the ``webhook-id`` every attempt
+    carries), whether and when it was delivered or given up, and every attempt: when, the
+    receiver's HTTP status (null: no response), the error, how long it took."""
+    with backend.reading().begin() as session:
+        account = authenticate(session, sid=sid, api_key=api_key)
+        call = _own_call(session, account, call_id)
+        reports = outbox.attempts_for(session, call_id=call.id)
+    return CallCallbacks(
+        call_id=call_id, callbacks=[call_callbacks_module.callback_record(r) for r in reports]
+    )
 
 
 def _own_call(session: Session, account: Account, call_id: str) -> Call:

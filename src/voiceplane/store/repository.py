@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Mapped, Session, selectinload
 
 from voiceplane.store.models import (
@@ -316,28 +316,68 @@ def _lists(column: Mapped[str | None], number: str) -> ColumnElement[bool]:
     return or_(column == number, ("," + column + ",").contains("," + number + ","))
 
 
-def _call_filters(
-    *,
-    account: Account,
-    service: str | None,
-    state: str | None,
-    status: str | None,
-    number: str | None,
-    created_from: datetime | None,
-    created_to: datetime | None,
-) -> list[ColumnElement[bool]]:
+class CallQuery(TypedDict, total=False):
+    """The filters of :func:`list_calls` and :func:`count_calls`; None (or absent) is any.
+
+    ``number`` matches the to, from or bridge number; ``custom`` the call's ``custom``
+    exactly; ``created_from`` is inclusive and ``created_to`` exclusive.
+    """
+
+    service: str | None
+    state: str | None
+    status: str | None
+    number: str | None
+    custom: str | None
+    created_from: datetime | None
+    created_to: datetime | None
+
+
+# A sort is a column and a direction ("-": descending); ties are broken by id in the same
+# direction, so every sort is a total order and a keyset page can start after any call.
+CALL_SORTS: Final = ("-created_at", "created_at", "-duration", "duration", "-billsec", "billsec")
+DEFAULT_CALL_SORT: Final = "-created_at"
+_SORT_COLUMNS: Final[dict[str, Any]] = {
+    "created_at": Call.created_at,
+    "duration": Call.duration,
+    "billsec": Call.billsec,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallPosition:
+    """A call's place in a sort: its sort value and its id (where a keyset page starts)."""
+
+    value: datetime | int
+    id: str
+
+
+def _sort_column(sort: str) -> tuple[Any, bool]:
+    """The column of ``sort`` and whether it is descending."""
+    if sort not in CALL_SORTS:
+        raise ValueError(f"unknown sort {sort!r}; expected one of {CALL_SORTS}")
+    return _SORT_COLUMNS[sort.removeprefix("-")], sort.startswith("-")
+
+
+def call_position(call: Call, *, sort: str) -> CallPosition:
+    """Where ``call`` stands in ``sort``: give it as ``after`` to page on past it."""
+    _sort_column(sort)
+    value: datetime | int = getattr(call, sort.removeprefix("-"))
+    return CallPosition(value, call.id)
+
+
+def _call_filters(*, account: Account, **query: Unpack[CallQuery]) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = [Call.account_id == account.id]
-    if service is not None:
-        conditions.append(Call.service == service)
-    if state is not None:
-        conditions.append(Call.state == state)
-    if status is not None:
-        conditions.append(Call.status == status)
+    for name in ("service", "state", "status", "custom"):
+        value = query.get(name)
+        if value is not None:
+            conditions.append(getattr(Call, name) == value)
+    number = query.get("number")
     if number is not None:
         conditions.append(
             or_(_lists(Call.to_number, number), _lists(Call.from_number, number),
                 Call.bridge == number)
         )  # fmt: skip
+    created_from, created_to = query.get("created_from"), query.get("created_to")
     if created_from is not None:
         conditions.append(Call.created_at >= created_from)
     if created_to is not None:
@@ -351,62 +391,69 @@ def list_calls(
     account: Account,
     limit: int = 50,
     offset: int = 0,
-    service: str | None = None,
-    state: str | None = None,
-    status: str | None = None,
-    number: str | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    sort: str = DEFAULT_CALL_SORT,
+    after: CallPosition | None = None,
+    **query: Unpack[CallQuery],
 ) -> list[Call]:
-    """The calls of ``account``, newest first, with their legs.
+    """The calls of ``account`` matching ``query`` (ANDed), in ``sort`` order, with their legs.
 
-    Filters are ANDed: ``number`` matches the to, from or bridge number; ``created_from``
-    is inclusive and ``created_to`` exclusive. ``limit`` is 1 to 1000.
+    ``sort`` is one of :data:`CALL_SORTS` (default newest first). Page by ``offset``, or by
+    keyset: ``after`` (a :func:`call_position`) starts the page after that call, which stays
+    right while new calls arrive. ``limit`` is 1 to 1000.
     """
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
-    if offset < 0:
-        raise ValueError(f"offset must not be negative, got {offset}")
-    conditions = _call_filters(
-        account=account,
-        service=service,
-        state=state,
-        status=status,
-        number=number,
-        created_from=created_from,
-        created_to=created_to,
-    )
-    query = (
-        select(Call)
-        .where(*conditions)
-        .order_by(Call.created_at.desc(), Call.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(session.scalars(query))
+    return _calls(session, account=account, limit=limit, offset=offset, sort=sort, after=after,
+                  query=query)  # fmt: skip
 
 
-def count_calls(
+def calls_page(
     session: Session,
     *,
     account: Account,
-    service: str | None = None,
-    state: str | None = None,
-    status: str | None = None,
-    number: str | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
-) -> int:
+    limit: int = 50,
+    offset: int = 0,
+    sort: str = DEFAULT_CALL_SORT,
+    after: CallPosition | None = None,
+    **query: Unpack[CallQuery],
+) -> tuple[list[Call], bool]:
+    """:func:`list_calls`, and whether more calls follow this page (one more row is read)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
+    found = _calls(session, account=account, limit=limit + 1, offset=offset, sort=sort,
+                   after=after, query=query)  # fmt: skip
+    return found[:limit], len(found) > limit
+
+
+def _calls(
+    session: Session,
+    *,
+    account: Account,
+    limit: int,
+    offset: int,
+    sort: str,
+    after: CallPosition | None,
+    query: CallQuery,
+) -> list[Call]:
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, got {offset}")
+    column, descending = _sort_column(sort)
+    conditions = _call_filters(account=account, **query)
+    if after is not None:
+        # (column, id) beyond the position, spelt out: the same SQL on SQLite and PostgreSQL.
+        if descending:
+            beyond = or_(column < after.value, and_(column == after.value, Call.id < after.id))
+        else:
+            beyond = or_(column > after.value, and_(column == after.value, Call.id > after.id))
+        conditions.append(beyond)
+    order = (column.desc(), Call.id.desc()) if descending else (column.asc(), Call.id.asc())
+    statement = select(Call).where(*conditions).order_by(*order).limit(limit).offset(offset)
+    return list(session.scalars(statement))
+
+
+def count_calls(session: Session, *, account: Account, **query: Unpack[CallQuery]) -> int:
     """How many calls :func:`list_calls` would page through with the same filters."""
-    conditions = _call_filters(
-        account=account,
-        service=service,
-        state=state,
-        status=status,
-        number=number,
-        created_from=created_from,
-        created_to=created_to,
-    )
+    conditions = _call_filters(account=account, **query)
     return session.scalar(select(func.count()).select_from(Call).where(*conditions)) or 0
 
 
