@@ -23,6 +23,7 @@ from voiceplane.store.models import Account, Call
 from voiceplane.store.writer import StoreWriter
 
 BRIDGE = "+918047100000"
+OTHER = "+918047100001"
 
 
 @pytest.fixture
@@ -142,5 +143,40 @@ async def test_a_bridge_full_of_its_own_calls_waits_then_times_out(
         ended = call(sessions, waiting)
         assert (ended.status, ended.decided_by_rule) == ("MAX-USE", "capacity.bridge")
         assert ended.legs == []
+    finally:
+        await engine.stop()
+
+
+async def test_calls_behind_a_head_that_does_not_fit_are_not_starved(
+    sessions: sessionmaker[Session], writer: StoreWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another engine's click-to-call holds 2 of the bridge's 3 channels. Ours waits for 2
+    # (only 1 is free), with outbound calls queued behind it on the same bridge, more than
+    # one claim reads; a call through another bridge, queued last, must still go at once.
+    monkeypatch.setattr(engine_module, "recover", lambda session: 0)
+    with sessions.begin() as session:
+        account, _key = repository.create_account(session, name="acme")
+        repository.add_number(session, account=account, e164=BRIDGE, kind="bridge", channels=3)
+        repository.add_number(session, account=account, e164=OTHER, kind="bridge")
+        ids = [
+            repository.create_call(
+                session, account=account, service=service, from_number="+919000000001",
+                to_number=f"+9198765000{index:02}", bridge=bridge,
+            ).id
+            for index, (service, bridge) in enumerate(
+                [("click2call", BRIDGE), ("click2call", BRIDGE)]
+                + [("outbound", BRIDGE)] * 10 + [("outbound", OTHER)]
+            )
+        ]  # fmt: skip
+        session.execute(update(Call).where(Call.id == ids[0]).values(state="answered"))
+    engine = CallEngine(
+        writer=writer, trunk=no_trunk, media=None,  # type: ignore[arg-type]
+        settings=EngineSettings(poll_interval_s=0.5, claim_batch=5),
+    )  # fmt: skip
+    await engine.start()
+    try:
+        await until(lambda: call(sessions, ids[-1]).state == "completed", timeout=2)
+        assert call(sessions, ids[1]).state == "queued"  # still waiting for its 2 channels
+        assert {call(sessions, call_id).state for call_id in ids[2:-1]} == {"queued"}  # FIFO
     finally:
         await engine.stop()

@@ -100,8 +100,10 @@ class CallEngine:
         )
         self._foreign: set[str] = set()  # calls in progress at start that are not ours
         self._next_look: float | None = None  # when calls held back by the rate may go
-        # Bridges and accounts a call was left waiting on since the last sweep.
+        # Bridges and accounts a call was left waiting on since the last sweep (for its
+        # queue time), and since one of their calls last ended (not read again till then).
         self._waiting: tuple[set[str], set[int]] = (set(), set())
+        self._held: tuple[set[str], set[int]] = (set(), set())
 
     # --- Service -------------------------------------------------------------------------------
 
@@ -198,19 +200,24 @@ class CallEngine:
         if not self._rates.trunk.available(now):
             self._next_look = loop.time() + self._rates.trunk.wait(now)
             return
+        # Not read: full bridges and accounts, and those whose next call did not fit (a
+        # click-to-call needing 2 where 1 is free), so calls behind them are not starved.
         full_bridges, full_accounts = self.channels.full()
+        skip_bridges = full_bridges | self._held[0]
+        skip_accounts = full_accounts | self._held[1]
         admission = Admission(self.channels, self._rates, now)
         claim = functools.partial(
-            _claim, limit=limit, gate=admission, skip_bridges=full_bridges,
-            skip_accounts=full_accounts | self._rates.empty_accounts(now),
+            _claim, limit=limit, gate=admission, skip_bridges=skip_bridges,
+            skip_accounts=skip_accounts | self._rates.empty_accounts(now),
         )  # fmt: skip
         try:
             commands = await self._writer.submit(claim)
         except Exception:
             admission.undo()
             raise
-        self._waiting[0].update(admission.waiting_bridges)
-        self._waiting[1].update(admission.waiting_accounts)
+        for keys in (self._waiting, self._held):
+            keys[0].update(admission.waiting_bridges)
+            keys[1].update(admission.waiting_accounts)
         claimed = {command.call_id for command in commands}
         for call_id in admission.admitted:
             if call_id not in claimed:  # admitted in a transaction that was rolled back
@@ -219,7 +226,10 @@ class CallEngine:
             self._launch(command)
         if admission.rate_held:
             self._next_look = loop.time() + self._rates.wait(time.monotonic())
-        filled = self.channels.full() != (full_bridges, full_accounts)
+        full_now = self.channels.full()
+        filled = (full_now[0] | self._held[0], full_now[1] | self._held[1]) != (
+            skip_bridges, skip_accounts,
+        )  # fmt: skip
         if admission.seen == limit and (commands or filled):
             self._wake.set()  # there may be more waiting behind what was read
 
@@ -247,8 +257,9 @@ class CallEngine:
             self._on_reported()
         if expired:
             log.info("%d calls waited out their queue time for a channel", expired)
-        if self.channels.full() != full:
-            self._wake.set()  # a limit was raised: calls may go now
+        if self.channels.full() != full or waiting[0] or waiting[1]:
+            self._held = (set(), set())  # limits may have been raised: look again
+            self._wake.set()
 
     def _launch(self, command: CallCommand) -> None:
         tracker = CallTracker(command, self._writer)
@@ -257,11 +268,16 @@ class CallEngine:
         task = asyncio.get_running_loop().create_task(self._carry_out(tracker))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(functools.partial(self._call_ended, command.call_id))
+        task.add_done_callback(functools.partial(self._call_ended, command))
 
-    def _call_ended(self, call_id: str, _task: asyncio.Task[None]) -> None:
+    def _call_ended(self, command: CallCommand, _task: asyncio.Task[None]) -> None:
         """Free the call's channels; a call waiting for one may go now."""
-        if self.channels.release(call_id):
+        held_bridges, held_accounts = self._held
+        held = command.bridge in held_bridges or command.account_id in held_accounts
+        if held:
+            held_bridges.discard(command.bridge or "")
+            held_accounts.discard(command.account_id)
+        if self.channels.release(command.call_id) or held:
             self._wake.set()
 
     async def _carry_out(self, tracker: CallTracker) -> None:
