@@ -389,3 +389,30 @@ async def test_csv_refuses_paging_and_needs_the_key(
     unauthorized = await client.get(acme.url("call-logs"), params={"format": "csv"})
     assert unauthorized.status_code == 401
     assert error_of(unauthorized)["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("accept", "csv_wanted"),
+    [
+        ("text/csv", True),
+        ("text/csv; charset=utf-8", True),
+        ("application/json;q=0.5, text/csv", True),
+        ("text/csv, */*;q=0.8", True),
+        ("*/*", False),
+        ("application/json", False),
+        ("application/json, text/csv", False),  # a tie: JSON, the default
+        ("application/json, text/csv;q=0.1", False),
+        ("text/csv;q=0", False),
+        ("text/csv;q=nonsense", False),
+    ],
+)
+async def test_the_accept_header_chooses_csv_only_when_it_prefers_it(
+    client: httpx.AsyncClient, acme: Tenant, accept: str, csv_wanted: bool
+) -> None:
+    response = await client.get(
+        acme.url("call-logs"), headers={**acme.headers, "accept": accept}
+    )
+
+    assert response.status_code == 200
+    is_csv = response.headers["content-type"].startswith("text/csv")
+    assert is_csv == csv_wanted

@@ -213,7 +213,8 @@ def call_logs(
     a 400). ``total`` counts the matching calls on all pages; ``next_cursor`` is null on the
     last page.
 
-    CSV (``format=csv``, or ``Accept: text/csv`` without ``format``): every matching call in
+    CSV (``format=csv``, or without ``format`` an ``Accept`` header that prefers
+    ``text/csv`` to ``application/json``): every matching call in
     ``sort`` order, one row each under a header row (``limit`` does not apply; ``page``,
     ``offset`` and ``cursor`` are refused), as the attachment ``call-logs.csv``. A ``custom``
     or ``reason`` that starts with ``=``, ``+``, ``-`` or ``@`` is written with a leading
@@ -286,11 +287,22 @@ def _csv_export(
 
 
 def _accepts_csv(request: Request) -> bool:
-    """Whether the Accept header names text/csv (a client asking for the export)."""
-    accept = request.headers.get("accept", "")
-    return any(
-        part.split(";")[0].strip().lower() == csv_export.MEDIA_TYPE for part in accept.split(",")
-    )
+    """Whether the Accept header asks for CSV: it names text/csv, with a weight above
+    application/json's (JSON stays the answer to ``*/*`` and to a tie)."""
+    weights: dict[str, float] = {}
+    for part in request.headers.get("accept", "").split(","):
+        media, *options = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media.lower()] = max(weight, weights.get(media.lower(), 0.0))
+    wanted = weights.get(csv_export.MEDIA_TYPE, 0.0)
+    return wanted > 0 and wanted > weights.get("application/json", 0.0)
 
 
 @router.get(
