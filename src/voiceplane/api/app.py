@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voiceplane import __version__
-from voiceplane.api import capacity, legacy, policy, voice
+from voiceplane.api import capacity, flows, legacy, policy, voice
 from voiceplane.api.admin_dnd import router as admin_dnd_router
 from voiceplane.api.deps import Backend
 from voiceplane.api.errors import ApiError
@@ -111,6 +111,7 @@ def create_app(
         app.include_router(voice.router, responses={401: {"model": ErrorBody}})
         app.include_router(policy.router, responses={401: {"model": ErrorBody}})
         app.include_router(capacity.router, responses={401: {"model": ErrorBody}})
+        app.include_router(flows.router)
         app.include_router(legacy.router)
     return app
 
