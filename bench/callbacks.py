@@ -9,13 +9,14 @@ and the callback dispatcher (aiohttp). The receiver is a plain HTTP server in a 
 own (``_callback_receiver.py``) that answers 204 and notes when each callback arrived.
 
 At each rate, calls end open-loop (one every 1/rate s): each end is the engine's real
-report (``store_reports``: the completed snapshot and its status callback in one transaction) for a
-call with a ``callback`` URL. The figure is the callbacks per second delivered, and the time
+report (``LeasedReports``: the completed snapshot and its status callback in one
+transaction, handed to the dispatcher once committed) for a call with a ``callback`` URL.
+The figure is the callbacks per second delivered, and the time
 from each call's end (its ``end_time``) to its callback's arrival at the receiver: p50 and
 p99. A rate passes when every callback arrived, exactly once, and the p99 is under 100 ms.
 
-The ceiling to compare with: the same receiver, the same HTTP client (aiohttp) and concurrency, with
-no store at all (``ceiling`` line): what the HTTP part alone could do here.
+The ceiling to compare with: the same receiver, the same HTTP client (aiohttp) and
+concurrency, with no store at all (``ceiling`` line): what the HTTP part alone could do here.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ import aiohttp
 from sqlalchemy import select
 
 from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
-from voiceplane.calls.reporting import Report, store_reports
+from voiceplane.calls.reporting import LeasedReports, Report
 from voiceplane.calls.status import Status
 from voiceplane.store import repository
 from voiceplane.store.models import Outbox
+from voiceplane.store.outbox import OutboxMessage
 from voiceplane.store.progress import CallProgress
 from voiceplane.store.service import StoreService
 
@@ -131,10 +133,20 @@ async def run_rate(rate: int, seconds: float, per_destination: int, workdir: Pat
         settings=DispatcherSettings(per_destination=per_destination, max_in_flight=4000),
     )
     await dispatcher.start()
+    # As the engine does in serve (voiceplane.calls.reporting.Handover): new callbacks are
+    # stored leased to this process and handed straight to the dispatcher.
+    leased_reports = LeasedReports(dispatcher.settings.lease_s)
+
+    def hand_over(future: asyncio.Future[tuple[OutboxMessage, ...]]) -> None:
+        if not future.exception() and future.result():
+            dispatcher.send_now(future.result())
+        else:
+            dispatcher.wake()
+
     ended: dict[str, float] = {}
     loop = asyncio.get_running_loop()
     started = loop.time()
-    stored: list[asyncio.Future[None]] = []
+    stored: list[asyncio.Future[tuple[OutboxMessage, ...]]] = []
     tick = 0.005
     for index, call_id in enumerate(call_ids):
         due = started + index / rate
@@ -143,8 +155,8 @@ async def run_rate(rate: int, seconds: float, per_destination: int, workdir: Pat
         now = datetime.now(UTC)
         ended[call_id] = now.timestamp()
         report = Report(completed(call_id, now), ("completed",))
-        future = store.writer.submit_item(store_reports, report)
-        future.add_done_callback(lambda _f: dispatcher.wake())
+        future = store.writer.submit_item(leased_reports, report)
+        future.add_done_callback(hand_over)
         stored.append(future)
     await asyncio.gather(*stored)
     produced_s = loop.time() - started

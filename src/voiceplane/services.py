@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from voiceplane.calls.commands import CallCommands
 from voiceplane.calls.engine import CallEngine, EngineSettings
+from voiceplane.calls.reporting import Handover, LeasedReports
 from voiceplane.calls.trunk import Trunk
 from voiceplane.config import Config
 from voiceplane.media.embedded import EmbeddedMedia
@@ -126,6 +127,7 @@ def build_platform(config: Config) -> Platform:
         on_reported=dispatcher.wake,
         dnd=dnd,
     )
+    engine.handover = Handover(LeasedReports(config.callbacks.lease_s), dispatcher.send_now)
     # The dispatcher before the engine, so it stops after it: the engine's last callbacks
     # (calls it ended at the stop) are stored first; whatever the dispatcher cannot send
     # before it stops stays in the outbox for the next start. Nothing is lost either way.

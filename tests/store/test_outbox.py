@@ -232,3 +232,79 @@ def test_signing_secrets_rotate_with_a_grace_period(factory: sessionmaker[Sessio
         assert at(NOW + timedelta(hours=26)) == {account_id: ["whsec_new"]}
     with pytest.raises(ValueError, match="empty"), factory.begin() as session:
         outbox.rotate_secret(session, account_id=account_id, secret="")
+
+
+def test_enqueue_many_leases_only_callbacks_that_nothing_holds_up(
+    factory: sessionmaker[Session],
+) -> None:
+    account_id, call_id = _call(factory)
+    other = "https://other.test/status"
+    until = NOW + timedelta(seconds=60)
+    with factory.begin() as session:
+        (first,) = outbox.enqueue_many(
+            session, [(account_id, call_id, [_post("initiated"), _post("ringing")])],
+            now=NOW, lease_until=until,
+        )  # fmt: skip
+    # The first to its URL is leased to the writer; the second waits for it (due, held up).
+    assert [m.event for m in first.messages] == ["initiated", "ringing"]
+    assert [m.event for m in first.leased] == ["initiated"]
+    with factory.begin() as session:
+        (second,) = outbox.enqueue_many(
+            session,
+            [(account_id, call_id, [_post("answered"), _post("completed", other, "status")])],
+            now=NOW, lease_until=until,
+        )  # fmt: skip
+    # "answered" waits for the unfinished ones to the same URL; the other URL goes at once.
+    assert [m.event for m in second.leased] == ["completed"]
+    assert [m.seq for m in second.messages] == [3, 4]
+    with factory.begin() as session:
+        # Nothing leased is due to anybody else; the held-up rows are not due before them.
+        due = outbox.due(session, now=NOW + timedelta(seconds=1))
+        assert due == []
+        outbox.record_results(
+            session,
+            [outbox.AttemptResult(first.leased[0].id, NOW, 204, None, 3, delivered_at=NOW)],
+        )
+        due = outbox.due(session, now=NOW + timedelta(seconds=1))
+    assert [m.event for m in due] == ["ringing"]
+
+
+def test_record_results_keeps_every_attempt_and_ends_each_row_its_own_way(
+    factory: sessionmaker[Session],
+) -> None:
+    account_id, call_id = _call(factory)
+    with factory.begin() as session:
+        ids = outbox.enqueue(
+            session, account_id=account_id, call_id=call_id,
+            callbacks=[_post("a", URL + "/a"), _post("b", URL + "/b"), _post("c", URL + "/c")],
+            now=NOW,
+        )  # fmt: skip
+    later = NOW + timedelta(seconds=30)
+    results = [
+        outbox.AttemptResult(ids[0], NOW, 204, None, 5, delivered_at=NOW),
+        outbox.AttemptResult(ids[1], NOW, 500, "HTTP 500", 7, retry_at=later),
+        outbox.AttemptResult(ids[2], NOW, None, "timed out", 9, given_up_at=NOW),
+    ]
+    with factory.begin() as session:
+        outbox.record_results(session, results)
+    with factory.begin() as session:  # a late duplicate does not undo an ending
+        outbox.record_results(
+            session, [outbox.AttemptResult(ids[0], later, 500, "HTTP 500", 1, retry_at=later)]
+        )
+    with factory() as session:
+        reports = {report.message.id: report for report in outbox.attempts_for(session,
+                                                                                call_id=call_id)}
+    delivered, retried, given_up = (reports[ident] for ident in ids)
+    assert delivered.delivered_at == NOW and delivered.last_error is None
+    assert [a.http_status for a in delivered.attempts] == [204, 500]
+    assert retried.next_attempt_at == later and retried.last_error == "HTTP 500"
+    assert retried.delivered_at is None and retried.message.attempts == 1
+    assert given_up.given_up_at == NOW and given_up.attempts[0].error == "timed out"
+
+
+@pytest.mark.parametrize(
+    "ends", [{}, {"delivered_at": NOW, "retry_at": NOW}], ids=["none", "two"]
+)
+def test_an_attempt_result_ends_exactly_one_way(ends: dict[str, datetime]) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        outbox.AttemptResult("msg_x", NOW, 204, None, 1, **ends)

@@ -532,3 +532,37 @@ def test_a_number_filter_finds_calls_that_rang_it_in_parallel(
         assert found("+91222") == {parallel}
         assert found("+9122") == set()  # a prefix of a listed number is not that number
         assert found("+9111") == {parallel}
+
+
+def test_a_snapshots_record_is_the_record_the_store_then_shows(
+    factory: sessionmaker[Session],
+) -> None:
+    from voiceplane.store.progress import CallProgress, LegProgress, save_many
+
+    account, _key = new_account(factory)
+    call_id = new_call(factory, account, custom="order-7", from_number="+15550001")
+    legs = (
+        LegProgress(seq=2, leg=2, number="+15550003", status="BUSY", sip_code=486,
+                    sip_reason="Busy Here", q850_cause=17, hangup_by="callee",
+                    start_time=T0 + timedelta(seconds=2), end_time=T0 + timedelta(seconds=4)),
+        LegProgress(seq=1, leg=1, number="+15550001", status="ANSWER", start_time=T0,
+                    ring_time=T0, answer_time=T0 + timedelta(seconds=1),
+                    end_time=T0 + timedelta(seconds=4)),
+    )  # fmt: skip
+    snapshot = CallProgress(
+        call_id=call_id, state="completed", status="BUSY_LEG2", reason="busy",
+        start_time=T0, answer_time=T0 + timedelta(seconds=1),
+        end_time=T0 + timedelta(seconds=4), duration=4, billsec=3, attempts=1,
+        scheduled_at=None, legs=legs,
+    )  # fmt: skip
+    with factory.begin() as session:
+        save_many(session, [snapshot])
+        (made,) = repo.snapshot_records(session, [snapshot])
+    with factory() as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        shown = repo.call_record(call)
+    assert made is not None
+    assert made.record == shown
+    assert [leg["leg"] for leg in shown["legs"]] == [1, 2]  # type: ignore[union-attr]
+    assert made.account_id == account.id and made.state == "completed"

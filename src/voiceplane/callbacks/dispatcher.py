@@ -25,7 +25,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -44,6 +44,10 @@ from voiceplane.store.writer import StoreWriter
 from . import signing
 
 USER_AGENT: Final = "voiceplane-callbacks/1"
+# How long a signing secret read from the store is used for handed-over callbacks: a
+# rotated secret signs them within this long (the retired one still signs too, for its
+# grace period).
+SECRETS_CACHED_S: Final = 5.0
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -145,6 +149,10 @@ class Dispatcher:
         self._doorbell = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._sending: dict[str, asyncio.Task[None]] = {}
+        self._helpers: set[asyncio.Task[None]] = set()
+        self._awaiting_secrets: dict[int, list[OutboxMessage]] = {}
+        # Signing secrets by account, for callbacks handed over without a store read.
+        self._secret_cache: dict[int, tuple[tuple[str, ...], float]] = {}
         self.delivered = 0
         self.retried = 0
         self.given_up = 0
@@ -173,6 +181,9 @@ class Dispatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for helper in list(self._helpers):  # handed-over rows keep their leases
+            helper.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
         if self._sending:
             await asyncio.wait(list(self._sending.values()), timeout=self.settings.drain_s)
         unfinished = list(self._sending)
@@ -220,6 +231,7 @@ class Dispatcher:
                 except Exception:
                     log.exception("could not read the callback outbox; trying again")
             deadline = time.monotonic() + settings.lease_s
+            self._remember({message.account_id: secrets for message, secrets in claimed})
             for message, secrets in claimed:
                 if message.id in self._sending:  # pragma: no cover - leases prevent it
                     continue
@@ -238,7 +250,12 @@ class Dispatcher:
         messages = outbox.claim(session, now=now, limit=limit, lease_until=lease_until)
         if not messages:
             return []
-        accounts = {message.account_id for message in messages}
+        secrets = self._secrets_of(session, {message.account_id for message in messages}, now)
+        return [(message, secrets[message.account_id]) for message in messages]
+
+    def _secrets_of(
+        self, session: Session, accounts: set[int], now: datetime
+    ) -> dict[int, tuple[str, ...]]:
         grace = timedelta(seconds=self.settings.secret_grace_s)
         secrets = outbox.signing_secrets(session, account_ids=accounts, now=now, grace=grace)
         for account_id in accounts - secrets.keys():
@@ -246,7 +263,73 @@ class Dispatcher:
             secret = signing.new_secret()
             outbox.rotate_secret(session, account_id=account_id, secret=secret, now=now)
             secrets[account_id] = [secret]
-        return [(message, tuple(secrets[message.account_id])) for message in messages]
+        return {account_id: tuple(secrets[account_id]) for account_id in accounts}
+
+    # --- callbacks handed over by the engine ---------------------------------------------------
+
+    def send_now(self, messages: Sequence[OutboxMessage]) -> None:
+        """Send callbacks the engine has just written leased to this process
+        (``voiceplane.calls.reporting.Handover``), without looking for them in the store.
+
+        If the dispatcher is not running, nothing is lost: their leases end and they are
+        sent like any other due row."""
+        if self._loop_task is None or not messages:
+            return
+        now = time.monotonic()
+        ready: list[OutboxMessage] = []
+        secrets: dict[int, tuple[str, ...]] = {}
+        unknown: set[int] = set()
+        for message in messages:
+            account_id = message.account_id
+            cached = self._secret_cache.get(account_id)
+            if cached is not None and cached[1] > now:
+                secrets[account_id] = cached[0]
+                ready.append(message)
+            elif account_id in self._awaiting_secrets:  # a read is under way: join it
+                self._awaiting_secrets[account_id].append(message)
+            else:
+                self._awaiting_secrets[account_id] = [message]
+                unknown.add(account_id)
+        if ready:
+            self._start(ready, secrets)
+        if unknown:
+            task = asyncio.create_task(self._read_secrets(unknown))
+            self._helpers.add(task)
+            task.add_done_callback(self._helpers.discard)
+
+    async def _read_secrets(self, accounts: set[int]) -> None:
+        """One store read for the secrets of ``accounts``, then send what waited for them."""
+        try:
+            job = partial(self._secrets_of, accounts=accounts, now=self._clock())
+            found = await self._store(job)
+        except Exception:
+            found = {}
+            log.exception("could not read signing secrets; callbacks wait for their leases")
+        self._remember(found)
+        for account_id in accounts:
+            waiting = self._awaiting_secrets.pop(account_id, [])
+            if account_id in found:
+                self._start(waiting, found)
+
+    def _remember(self, secrets: dict[int, tuple[str, ...]]) -> None:
+        until = time.monotonic() + SECRETS_CACHED_S
+        for account_id, account_secrets in secrets.items():
+            self._secret_cache[account_id] = (account_secrets, until)
+
+    def _start(
+        self, messages: Sequence[OutboxMessage], secrets: dict[int, tuple[str, ...]]
+    ) -> None:
+        # The lease began when the row was written, a moment ago: keep a margin.
+        settings = self.settings
+        margin = min(1.0, (settings.lease_s - settings.total_timeout_s) / 2)
+        deadline = time.monotonic() + settings.lease_s - margin
+        for message in messages:
+            if message.id in self._sending:  # pragma: no cover - a fresh row is nobody's
+                continue
+            self._sending[message.id] = asyncio.create_task(
+                self._deliver(message, secrets[message.account_id], deadline),
+                name=f"callback-{message.id}",
+            )
 
     async def _store(self, job: Callable[[Session], T]) -> T:
         if self._writer is not None:

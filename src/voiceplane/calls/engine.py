@@ -43,6 +43,7 @@ from .outbound import run_outbound
 from .outcome import platform_failure
 from .predial import PreDialGate, status_of
 from .recovery import recover
+from .reporting import Handover
 from .status import Status
 from .tracker import BY_PLATFORM, CallTracker, utcnow
 from .trunk import Trunk
@@ -83,6 +84,8 @@ class CallEngine:
         # Checks made before any SIP is sent (voiceplane.policy.checks).
         self.pre_dial = PreDialGate(writer, dnd=dnd)
         self._on_reported = on_reported
+        # Set by serve: new callbacks go straight to this process's dispatcher.
+        self.handover: Handover | None = None
         self._trunk = trunk
         self._media = media
         self.settings = settings or EngineSettings()
@@ -264,6 +267,7 @@ class CallEngine:
     def _launch(self, command: CallCommand) -> None:
         tracker = CallTracker(command, self._writer)
         tracker.on_reported = self._on_reported
+        tracker.handover = self.handover
         self._active[command.call_id] = tracker
         task = asyncio.get_running_loop().create_task(self._carry_out(tracker))
         self._tasks.add(task)

@@ -18,14 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from voiceplane.callbacks.compose import STATUS_EVENT, progress_callback, status_callback
 from voiceplane.store.models import utcnow
-from voiceplane.store.outbox import NewCallback, enqueue_many
+from voiceplane.store.outbox import (
+    CallCallbacks,
+    NewCallback,
+    OutboxMessage,
+    Written,
+    enqueue_many,
+)
 from voiceplane.store.progress import CallProgress, save_many
-from voiceplane.store.repository import snapshot_records
+from voiceplane.store.repository import StoredRecord, snapshot_records
 
 from .status import Dialect
 
@@ -39,30 +46,68 @@ class Report:
 
 
 def store_reports(session: Session, reports: Sequence[Report]) -> None:
-    """Store ``reports`` (in order) and the callbacks they make; a ``StoreWriter`` bulk apply."""
+    """Store ``reports`` (in order) and the callbacks they make, due at once; a
+    ``StoreWriter`` bulk apply."""
+    _store(session, reports, lease_until=None)
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedReports:
+    """:func:`store_reports` for a process whose dispatcher sends new callbacks at once.
+
+    A ``StoreWriter`` bulk apply (equal instances share a batch): each report's future gets
+    the callbacks written leased to this process for ``lease_s`` (see
+    ``voiceplane.store.outbox.enqueue_many``), to hand to the dispatcher. That spares the
+    dispatcher a round trip to the store to find them: the time from a call's end to its
+    callback is one commit and one HTTP request.
+    """
+
+    lease_s: float
+
+    def __call__(
+        self, session: Session, reports: Sequence[Report]
+    ) -> list[tuple[OutboxMessage, ...]]:
+        until = utcnow() + timedelta(seconds=self.lease_s)
+        return [written.leased for written in _store(session, reports, lease_until=until)]
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """How the engine hands new callbacks to this process's dispatcher: stored with
+    ``reports`` (leased), then given to ``send``."""
+
+    reports: LeasedReports
+    send: Callable[[Sequence[OutboxMessage]], None]
+
+
+def _store(
+    session: Session, reports: Sequence[Report], *, lease_until: datetime | None
+) -> list[Written]:
     save_many(session, [report.snapshot for report in reports])
-    wanted = [report for report in reports if report.events]
-    records = snapshot_records(session, [report.snapshot for report in wanted])
+    records = snapshot_records(session, [report.snapshot for report in reports])
     now = utcnow()
-    batch: list[tuple[int, str, list[NewCallback]]] = []
-    for report, stored in zip(wanted, records, strict=True):
-        if stored is None:
-            continue
-        dialect = Dialect(stored.status_dialect)
-        record = stored.record
+    batch: list[CallCallbacks] = []
+    for report, stored in zip(reports, records, strict=True):
         callbacks: list[NewCallback] = []
-        if stored.dlr_url:
-            callbacks += [
-                progress_callback(event, record, stored.dlr_url, at=now, dialect=dialect)
-                for event in report.events
-            ]
-        if stored.callback_url and STATUS_EVENT in report.events and stored.state == "completed":
-            callbacks.append(
-                status_callback(record, stored.callback_url, at=now, dialect=dialect)
-            )
-        if callbacks:
-            batch.append((stored.account_id, report.snapshot.call_id, callbacks))
-    enqueue_many(session, batch, now=now)
+        if stored is not None and report.events:
+            callbacks = _callbacks(report, stored, now)
+        account_id = stored.account_id if stored is not None else 0
+        batch.append((account_id, report.snapshot.call_id, callbacks))
+    return enqueue_many(session, batch, now=now, lease_until=lease_until)
+
+
+def _callbacks(report: Report, stored: StoredRecord, now: datetime) -> list[NewCallback]:
+    dialect = Dialect(stored.status_dialect)
+    record = stored.record
+    callbacks: list[NewCallback] = []
+    if stored.dlr_url:
+        callbacks += [
+            progress_callback(event, record, stored.dlr_url, at=now, dialect=dialect)
+            for event in report.events
+        ]
+    if stored.callback_url and STATUS_EVENT in report.events and stored.state == "completed":
+        callbacks.append(status_callback(record, stored.callback_url, at=now, dialect=dialect))
+    return callbacks
 
 
 def report_job(snapshot: CallProgress, events: Sequence[str]) -> Callable[[Session], None]:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from voiceplane.sip.outcome import Outcome, Party
 from voiceplane.store.progress import CallProgress, LegProgress, save_many
@@ -21,7 +21,7 @@ from voiceplane.store.queue import CallCommand
 from voiceplane.store.writer import StoreWriter
 
 from .outcome import LegVerdict
-from .reporting import Report, store_reports
+from .reporting import Handover, Report, store_reports
 from .status import Status
 
 # Who ended a leg, as the record's ``hangup_by`` says it.
@@ -130,6 +130,8 @@ class CallTracker:
         self._events: list[str] = []
         self._initiated = False
         self.on_reported: Callable[[], None] | None = None  # rung when callbacks were stored
+        # Set when this process's dispatcher takes new callbacks straight from the engine.
+        self.handover: Handover | None = None
 
     @property
     def call_id(self) -> str:
@@ -205,17 +207,22 @@ class CallTracker:
             )
         # Reported calls keep every save, in order, each with the callbacks for its events.
         events, self._events = self._events, []
-        stored = self._writer.submit_item(store_reports, Report(self.snapshot(), tuple(events)))
+        report = Report(self.snapshot(), tuple(events))
+        apply = store_reports if self.handover is None else self.handover.reports
+        stored = self._writer.submit_item(apply, report)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         stored.add_done_callback(lambda result: self._stored(result, done))
         return done
 
-    def _stored(self, result: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+    def _stored(self, result: asyncio.Future[Any], done: asyncio.Future[None]) -> None:
         if result.cancelled():
             done.cancel()
         elif (error := result.exception()) is not None:
             done.set_exception(error)
         else:
-            if self.on_reported is not None:
+            leased = result.result()
+            if leased and self.handover is not None:
+                self.handover.send(leased)
+            elif self.on_reported is not None:
                 self.on_reported()  # the dispatcher's doorbell: cheap when nothing was written
             done.set_result(None)

@@ -106,14 +106,27 @@ def _check(callback: NewCallback) -> None:
 
 
 _INSERT_OUTBOX: Final = insert(Outbox.__table__)  # type: ignore[arg-type]
-_LAST_SEQS: Final = (
-    select(Outbox.call_id, func.max(Outbox.seq))
-    .where(Outbox.call_id.in_(bindparam("call_ids", expanding=True)))
-    .group_by(Outbox.call_id)
-)
+def _pending(row: type[Outbox]) -> list[ColumnElement[bool]]:
+    return [row.delivered_at.is_(None), row.given_up_at.is_(None)]
+
+
+# Every callback already written for some calls: their numbering, and which are not
+# finished (a new callback to the same URL must wait for those).
+_EXISTING: Final = select(
+    Outbox.call_id, Outbox.url, Outbox.seq, and_(*_pending(Outbox)).label("pending")
+).where(Outbox.call_id.in_(bindparam("call_ids", expanding=True)))
 
 # (account id, call id, its new callbacks in order)
 CallCallbacks = tuple[int, str, Sequence[NewCallback]]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The callbacks :func:`enqueue_many` wrote for one entry, and which of them are leased
+    to the caller (to send now)."""
+
+    messages: tuple[OutboxMessage, ...] = ()
+    leased: tuple[OutboxMessage, ...] = ()
 
 
 def enqueue(
@@ -131,55 +144,82 @@ def enqueue(
     Callers write the callbacks of one call from one place at a time (the engine does): two
     transactions numbering the same call at once would collide on ``(call_id, seq)``.
     """
-    return enqueue_many(session, [(account_id, call_id, list(callbacks))], now=now)
+    (written,) = enqueue_many(session, [(account_id, call_id, list(callbacks))], now=now)
+    return [message.id for message in written.messages]
 
 
 def enqueue_many(
-    session: Session, batch: Sequence[CallCallbacks], *, now: datetime | None = None
-) -> list[str]:
-    """:func:`enqueue` for several calls (a call may appear more than once, in order) with
-    two statements in all; the webhook ids, in order."""
+    session: Session,
+    batch: Sequence[CallCallbacks],
+    *,
+    now: datetime | None = None,
+    lease_until: datetime | None = None,
+) -> list[Written]:
+    """:func:`enqueue` for several calls (a call may appear more than once, in order) in two
+    statements; per entry of ``batch``, the callbacks written.
+
+    With ``lease_until``, a callback that nothing holds up (no earlier unfinished callback
+    of its call to its URL) is written leased until then instead of due at once: the caller
+    sends it itself, now, without the dispatcher having to find it first. If the caller dies,
+    the lease ends and the dispatcher sends it, like any other.
+    """
     for _account_id, _call_id, callbacks in batch:
         for callback in callbacks:
             _check(callback)
-    wanted = [entry for entry in batch if entry[2]]
-    if not wanted:
-        return []
     moment = now or utcnow()
+    if not any(callbacks for _account_id, _call_id, callbacks in batch):
+        return [Written() for _entry in batch]
     connection = session.connection()
-    call_ids = list({call_id for _account_id, call_id, _callbacks in wanted})
-    last: dict[str, int] = {
-        call_id: seq or 0
-        for call_id, seq in connection.execute(_LAST_SEQS, {"call_ids": call_ids})
-    }
+    call_ids = list({call_id for _account_id, call_id, callbacks in batch if callbacks})
+    last: dict[str, int] = {}
+    held: set[tuple[str, str]] = set()  # (call, URL) with an unfinished callback
+    for call_id, url, seq, pending in connection.execute(_EXISTING, {"call_ids": call_ids}):
+        last[call_id] = max(last.get(call_id, 0), seq)
+        if pending:
+            held.add((call_id, url))
     rows: list[dict[str, object]] = []
-    for account_id, call_id, callbacks in wanted:
+    written: list[Written] = []
+    for account_id, call_id, callbacks in batch:
+        messages: list[OutboxMessage] = []
+        leased: list[OutboxMessage] = []
         number = last.get(call_id, 0)
         for callback in callbacks:
             number += 1
             body = None
             if callback.payload is not None:
                 body = json.dumps({**callback.payload, "sequence": number}, separators=(",", ":"))
-            rows.append(
-                {
-                    "id": new_webhook_id(),
-                    "account_id": account_id,
-                    "call_id": call_id,
-                    "kind": callback.kind,
-                    "event": callback.event,
-                    "seq": number,
-                    "url": callback.url,
-                    "method": callback.method,
-                    "body": body,
-                    "created_at": moment,
-                    "next_attempt_at": moment,
-                    "attempts": 0,
-                }
-            )
+            due = moment
+            if lease_until is not None and (call_id, callback.url) not in held:
+                due = lease_until
+            held.add((call_id, callback.url))
+            row = {
+                "id": new_webhook_id(),
+                "account_id": account_id,
+                "call_id": call_id,
+                "kind": callback.kind,
+                "event": callback.event,
+                "seq": number,
+                "url": callback.url,
+                "method": callback.method,
+                "body": body,
+                "created_at": moment,
+                "next_attempt_at": due,
+                "attempts": 0,
+            }
+            rows.append(row)
+            message = OutboxMessage(
+                id=str(row["id"]), account_id=account_id, call_id=call_id, kind=callback.kind,
+                event=callback.event, seq=number, url=callback.url, method=callback.method,
+                body=body, attempts=0, created_at=moment,
+            )  # fmt: skip
+            messages.append(message)
+            if due is not moment:
+                leased.append(message)
         last[call_id] = number
+        written.append(Written(tuple(messages), tuple(leased)))
     # Core, not the ORM's bulk insert: this runs for every reported change of every call.
     connection.execute(_INSERT_OUTBOX, rows)
-    return [str(row["id"]) for row in rows]
+    return written
 
 
 def _message(row: Outbox) -> OutboxMessage:
@@ -196,10 +236,6 @@ def _message(row: Outbox) -> OutboxMessage:
         attempts=row.attempts,
         created_at=row.created_at,
     )
-
-
-def _pending(row: type[Outbox]) -> list[ColumnElement[bool]]:
-    return [row.delivered_at.is_(None), row.given_up_at.is_(None)]
 
 
 def due(session: Session, *, now: datetime, limit: int = 100) -> list[OutboxMessage]:

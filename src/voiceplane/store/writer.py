@@ -37,7 +37,8 @@ Job = Callable[[Session], Any]
 log = logging.getLogger(__name__)
 
 
-BulkApply = Callable[[Session, list[Any]], None]
+# Writes a list of items; may return one result per item (each item's future gets its own).
+BulkApply = Callable[[Session, list[Any]], "list[Any] | None"]
 
 
 @dataclass
@@ -49,7 +50,8 @@ class _Pending:
     def run_alone(self, session: Session) -> Any:
         if self.bulk is not None:
             apply, item = self.bulk
-            return apply(session, [item])
+            answers = apply(session, [item])
+            return None if answers is None else answers[0]
         assert self.job is not None
         return self.job(session)
 
@@ -102,11 +104,12 @@ class StoreWriter:
 
     def submit_item(
         self, apply: BulkApply, item: object, *, key: object = None
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[Any]:
         """Queue ``item`` to be written by ``apply(session, items)`` with others of its kind.
 
         All items pending for the same ``apply`` go to one call of it (one executemany
-        instead of a statement each); they are applied after the batch's plain jobs.
+        instead of a statement each); they are applied after the batch's plain jobs. If
+        ``apply`` returns a list, the future of each item resolves to its entry.
         """
         return self._queue(None, (apply, item), key)
 
@@ -177,12 +180,15 @@ class StoreWriter:
     @staticmethod
     def _apply(session: Session, batch: list[_Pending]) -> list[Any]:
         results = [None if item.job is None else item.job(session) for item in batch]
-        groups: dict[BulkApply, list[Any]] = {}
-        for item in batch:
+        groups: dict[BulkApply, list[tuple[int, Any]]] = {}
+        for index, item in enumerate(batch):
             if item.bulk is not None:
-                groups.setdefault(item.bulk[0], []).append(item.bulk[1])
-        for apply, items in groups.items():
-            apply(session, items)
+                groups.setdefault(item.bulk[0], []).append((index, item.bulk[1]))
+        for apply, entries in groups.items():
+            answers = apply(session, [entry for _index, entry in entries])
+            if answers is not None:
+                for (index, _entry), answer in zip(entries, answers, strict=True):
+                    results[index] = answer
         return results
 
     def _run_alone(self, item: _Pending) -> None:
