@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -44,3 +45,31 @@ async def test_metrics_count_calls_by_status_and_those_in_progress(tmp_path: Pat
     assert found[("voiceplane_calls_in_progress", ())] == 1
     assert found[("voiceplane_callbacks_pending", ())] == 0
     assert found[("voiceplane_callbacks_total", (("outcome", "delivered"),))] == 0
+
+
+async def test_metrics_show_delivered_callbacks_and_their_latency(tmp_path: Path) -> None:
+    from tests.callbacks.receiver import Receiver
+
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        async with SippServer("operator_by_number", tmp_path, calls=2, duration_ms=None) as sipp:
+            host, port = sipp.address
+            async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+                for _ in range(2):
+                    await running.wait_for(
+                        await running.outbound(to=BUSY, callback=receiver.url("/status"))
+                    )
+                await receiver.wait_for(2)
+                for _ in range(100):  # the 2xx is recorded just after the receiver answered
+                    found = samples((await running.client.get("/metrics")).text)
+                    if found[("voiceplane_callbacks_total", (("outcome", "delivered"),))] == 2:
+                        break
+                    await asyncio.sleep(0.02)
+    finally:
+        await receiver.stop()
+    assert found[("voiceplane_callbacks_total", (("outcome", "delivered"),))] == 2
+    assert found[("voiceplane_callback_latency_seconds_count", ())] == 2
+    assert found[("voiceplane_callback_latency_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert 0 < found[("voiceplane_callback_latency_seconds_sum", ())] < 10
+    assert found[("voiceplane_callbacks_pending", ())] == 0

@@ -2,8 +2,8 @@
 
 Read at scrape time from the parts that know them (no global registry, no counters kept
 twice): calls by service and status from the store, calls in progress from the engine,
-callbacks delivered, retried, given up and in flight from the dispatcher, and callbacks still
-pending from the outbox. Counts from the store survive restarts; the dispatcher's counters
+callbacks delivered, retried, given up and in flight and their delivery latency from the
+dispatcher, and callbacks still pending from the outbox. Counts from the store survive restarts; the dispatcher's counters
 are since its start.
 """
 
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +34,9 @@ class PlatformCollector(Collector):
         self._engine = engine
         self._dispatcher = dispatcher
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(
+        self,
+    ) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         calls = GaugeMetricFamily(
             "voiceplane_calls", "Calls in the store by service, state and final status.",
             labels=["service", "state", "status"],
@@ -65,6 +71,12 @@ class PlatformCollector(Collector):
         yield GaugeMetricFamily(
             "voiceplane_callbacks_in_flight", "Callbacks being sent now.",
             value=dispatcher.in_flight,
+        )  # fmt: skip
+        latency = dispatcher.latency
+        yield HistogramMetricFamily(
+            "voiceplane_callback_latency_seconds",
+            "From a callback's creation (its change stored) to its 2xx, retries included.",
+            buckets=latency.cumulative(), sum_value=latency.total_s,
         )  # fmt: skip
 
 

@@ -42,6 +42,7 @@ from voiceplane.store.outbox import OutboxMessage
 from voiceplane.store.writer import StoreWriter
 
 from . import signing
+from .latency import LatencyHistogram
 
 USER_AGENT: Final = "voiceplane-callbacks/1"
 # How long a signing secret read from the store is used for handed-over callbacks: a
@@ -154,6 +155,7 @@ class Dispatcher:
         # Signing secrets by account, for callbacks handed over without a store read.
         self._secret_cache: dict[int, tuple[tuple[str, ...], float]] = {}
         self.delivered = 0
+        self.latency = LatencyHistogram()  # creation to delivery (voiceplane.metrics)
         self.retried = 0
         self.given_up = 0
 
@@ -410,7 +412,9 @@ class Dispatcher:
 
         if error is None:
             self.delivered += 1
-            return ending(delivered_at=self._clock())
+            delivered_at = self._clock()
+            self.latency.observe((delivered_at - message.created_at).total_seconds())
+            return ending(delivered_at=delivered_at)
         wait = backoff_s(message.attempts + 1, self.settings, self._rng)
         next_at = at + timedelta(seconds=wait)
         if next_at > message.created_at + timedelta(seconds=self.settings.retry_for_s):
