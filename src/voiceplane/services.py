@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from voiceplane.calls.commands import CallCommands
 from voiceplane.calls.engine import CallEngine, EngineSettings
+from voiceplane.calls.incoming import IncomingCalls, IncomingSettings
 from voiceplane.calls.reporting import Handover, LeasedReports
 from voiceplane.calls.trunk import Trunk
 from voiceplane.config import Config
@@ -128,10 +129,21 @@ def build_platform(config: Config) -> Platform:
         dnd=dnd,
     )
     engine.handover = Handover(LeasedReports(config.callbacks.lease_s), dispatcher.send_now)
+    # Incoming calls hold channels in the engine's counter, so both directions share limits.
+    incoming = IncomingCalls(
+        writer=store.writer, media=media, channels=engine.channels, trunk=trunk,
+        settings=IncomingSettings(
+            media_dir=config.data.dir / "media", recordings_dir=config.data.dir / "recordings",
+            tts_cache=config.data.dir / "prompts",
+        ),
+        on_reported=dispatcher.wake,
+    )  # fmt: skip
+    incoming.handover = engine.handover
+    sip.incoming = incoming
     # The dispatcher before the engine, so it stops after it: the engine's last callbacks
     # (calls it ended at the stop) are stored first; whatever the dispatcher cannot send
     # before it stops stays in the outbox for the next start. Nothing is lost either way.
-    services += [dispatcher, engine]
+    services += [dispatcher, engine, incoming]
     metrics = registry_for(
         PlatformCollector(reader_sessions(store.sessions), engine, dispatcher)
     )

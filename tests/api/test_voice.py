@@ -20,7 +20,7 @@ BRIDGE = "+918067000001"
 CONTRACT_KEYS = {
     "id", "service", "state", "status", "from", "to", "bridge", "custom", "reason",
     "rule", "created_at", "start_time", "answer_time", "end_time", "duration", "billsec", "legs",
-    "queue_position",
+    "queue_position", "keypress", "recording",
 }  # fmt: skip
 LEG_KEYS = {
     "leg", "number", "status", "sip_code", "sip_reason", "q850_cause", "hangup_by",

@@ -31,6 +31,8 @@ RECORD_KEYS = [
     "end_time",
     "duration",
     "billsec",
+    "keypress",
+    "recording",
     "queue_position",
     "legs",
 ]
@@ -264,6 +266,8 @@ def test_call_and_legs_round_trip_into_the_call_record(factory: sessionmaker[Ses
         "end_time": "2025-03-14T09:26:58.589Z",
         "duration": 5,
         "billsec": 2,
+        "keypress": None,
+        "recording": None,
         "queue_position": None,
         "legs": [
             {

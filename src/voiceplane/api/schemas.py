@@ -260,6 +260,15 @@ class CallRecord(BaseModel):
     end_time: str | None
     duration: int = Field(description="Seconds from start to end.")
     billsec: int = Field(description="Seconds from answer to end.")
+    keypress: str | None = Field(
+        default=None,
+        description="An incoming call's flow: the keys the caller pressed, each input "
+        "separated by a comma (\"1,2\": 1 in one menu, then 2); null otherwise.",
+    )
+    recording: str | None = Field(
+        default=None,
+        description="An incoming call's flow: the file of its recording (the voicemail).",
+    )
     queue_position: int | None = Field(
         default=None,
         description="While the call waits to be dialled: its place among the account's "

@@ -120,6 +120,8 @@ class CallTracker:
         self.attempts = command.attempts
         self.scheduled_at: datetime | None = None
         self.decided_by_rule: str | None = None  # set when policy decided before dialing
+        self.keypress: str | None = None  # incoming calls: the keys pressed in the flow
+        self.recording: str | None = None  # incoming calls: the voicemail's file
         self.legs: list[LegTrack] = [LegTrack(*astuple(leg)) for leg in command.legs]
         self.cancel_requested = asyncio.Event()
         if command.cancel_requested:
@@ -190,6 +192,8 @@ class CallTracker:
             scheduled_at=self.scheduled_at,
             legs=tuple(track.freeze() for track in self.legs),
             decided_by_rule=self.decided_by_rule,
+            keypress=self.keypress,
+            recording=self.recording,
         )
 
     def _note(self, event: str) -> None:

@@ -170,6 +170,8 @@ class Number(Base):
     )
     hours: Mapped[str | None] = mapped_column(Text)
     missed_call: Mapped[int | None]
+    # Where an incoming call to this number is reported (its record, like any call's).
+    callback_url: Mapped[str | None] = mapped_column(Text)
 
     account: Mapped[Account] = relationship(back_populates="numbers")
 
@@ -215,6 +217,9 @@ class Call(Base):
     billsec: Mapped[int] = mapped_column(default=0)  # seconds, answer to end
     # For a status decided before any SIP was sent: the pre-dial rule that decided it.
     decided_by_rule: Mapped[str | None] = mapped_column(Text)
+    # An incoming call's flow: the keys the caller pressed ("1,2") and its voicemail's file.
+    keypress: Mapped[str | None] = mapped_column(Text)
+    recording: Mapped[str | None] = mapped_column(Text)
     # Promotional (checked against the DND registry) or not; None: the account's default.
     promotional: Mapped[bool | None] = mapped_column(Boolean)
     # The command, kept so that the engine can carry it out after a restart.

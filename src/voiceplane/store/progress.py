@@ -58,6 +58,8 @@ class CallProgress:
     scheduled_at: datetime | None
     legs: tuple[LegProgress, ...] = ()
     decided_by_rule: str | None = None  # the pre-dial rule that decided the status
+    keypress: str | None = None  # incoming calls: the keys pressed in the flow
+    recording: str | None = None  # incoming calls: the flow's recording (voicemail) file
 
 
 _CALL_FIELDS = (
@@ -72,6 +74,8 @@ _CALL_FIELDS = (
     "attempts",
     "scheduled_at",
     "decided_by_rule",
+    "keypress",
+    "recording",
 )
 
 

@@ -592,7 +592,7 @@ class StoredRecord:
 _RECORD_FIELDS: Final = (
     "id", "service", "state", "status", "from_number", "to_number", "bridge", "custom",
     "reason", "decided_by_rule", "created_at", "start_time", "answer_time", "end_time",
-    "duration", "billsec",
+    "duration", "billsec", "keypress", "recording",
 )  # fmt: skip
 _FIXED_FIELDS: Final = ("id", "service", "from_number", "to_number", "bridge", "custom",
                         "created_at")  # fmt: skip
@@ -635,6 +635,7 @@ def snapshot_records(
             decided_by_rule=snapshot.decided_by_rule, start_time=snapshot.start_time,
             answer_time=snapshot.answer_time, end_time=snapshot.end_time,
             duration=snapshot.duration, billsec=snapshot.billsec,
+            keypress=snapshot.keypress, recording=snapshot.recording,
         )  # fmt: skip
         legs = sorted(snapshot.legs, key=lambda leg: leg.seq)
         records.append(
@@ -668,6 +669,8 @@ def _record(call: Mapping[str, Any], legs: Iterable[Leg | LegProgress]) -> dict[
         "end_time": iso_utc(call["end_time"]),
         "duration": call["duration"],
         "billsec": call["billsec"],
+        "keypress": call["keypress"],  # incoming calls: the keys pressed ("1,2")
+        "recording": call["recording"],  # incoming calls: the voicemail's file
         # A waiting call's place in its account's queue is read when the record is shown
         # (voiceplane.api.records); stored records and callbacks say null.
         "queue_position": None,

@@ -1,0 +1,237 @@
+"""Incoming calls end to end: SIPp as the caller rings a DID of the running platform.
+
+Each routing status is asserted against what the caller received (SIPp's message log; the
+prompt's RTP on the caller's side, by :class:`RtpReceiver`) and the stored record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.calls.incoming_support import Caller, RtpReceiver, can_press_keys, gaps_ms, percentile
+from tests.support.platform import Running, running_platform
+from tests.support.sipp import SippClient, SippResult, free_port, requires_sipp
+from voiceplane.calls.incoming import IncomingCalls
+from voiceplane.policy import blocklist
+from voiceplane.store import flows as flow_store
+from voiceplane.store import repository as repo
+from voiceplane.store.models import Call
+
+pytestmark = [requires_sipp, pytest.mark.sipp]
+
+DID = "+918047199999"
+CALLER = "+919812345678"
+needs_keys = pytest.mark.skipif(not can_press_keys(), reason="play_pcap_audio needs root")
+
+
+async def setup_did(
+    running: Running,
+    *,
+    flow: dict[str, Any] | None = None,
+    hours: dict[str, Any] | None = None,
+    missed_call: int | None = None,
+    channels: int = 10,
+    blocked: tuple[str, ...] = (),
+    publish: bool = True,
+) -> None:
+    with running.platform.sessions.begin() as session:
+        account = repo.get_account(session, sid=running.sid)
+        assert account is not None
+        number = repo.add_number(session, account=account, e164=DID, kind="did")
+        number.channels = channels
+        row = None
+        if flow is not None:
+            row, _version = flow_store.create_flow(
+                session, account=account, name="test", document=json.dumps(flow)
+            )
+            if publish:
+                flow_store.publish(session, flow=row, version=1)
+        flow_store.set_routing(
+            session, number=number, flow=row,
+            hours=json.dumps(hours) if hours is not None else None, missed_call=missed_call,
+        )  # fmt: skip
+        if blocked:
+            blocklist.change(session, account.id, add=blocked)
+
+
+async def incoming_record(running: Running, *, timeout: float = 15) -> dict[str, Any]:
+    """The one incoming call's record, once completed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        with running.platform.sessions.begin() as session:
+            call = session.query(Call).filter(Call.service == "incoming").one_or_none()
+            record = repo.call_record(call) if call is not None else None
+        if record is not None and record["state"] == "completed":
+            return record
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no completed incoming call: {record}")
+        await asyncio.sleep(0.05)
+
+
+def sip_port(running: Running) -> int:
+    return running.config.sip.listen.port
+
+
+async def call_in(
+    tmp_path: Path, running: Running, caller: Caller, *, timeout: float = 30
+) -> SippResult:
+    scenario = caller.write(tmp_path / "scenario")
+    client = SippClient(
+        scenario, tmp_path / "sipp", sip_port(running), duration_ms=None,
+        extra_args=["-mp", str(free_port())],
+    )  # fmt: skip
+    return await client.run(timeout)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[RtpReceiver]:
+    rtp = await RtpReceiver.open()
+    yield rtp
+    rtp.close()
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[Running]:
+    async with running_platform(tmp_path, trunk=None) as running:
+        yield running
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+
+async def test_unknown_number_is_refused_404_without_a_record(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    caller = Caller(CALLER, "+918047100001", receiver.port).refused(404)
+    result = await call_in(tmp_path, platform, caller)
+    result.assert_ok(calls=1)
+    with platform.platform.sessions.begin() as session:
+        assert session.query(Call).filter(Call.service == "incoming").count() == 0
+
+
+async def test_blocked_caller_is_declined_603(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    await setup_did(platform, flow=SAY_AND_HANG_UP, blocked=(CALLER,))
+    result = await call_in(tmp_path, platform, Caller(CALLER, DID, receiver.port).refused(603))
+    result.assert_ok(calls=1)
+    assert result.received(603)[0].header("Reason") == "Q.850;cause=21"
+    record = await incoming_record(platform)
+    assert (record["status"], record["rule"]) == ("BLOCKED", "blocklist")
+    assert (record["from"], record["to"], record["service"]) == (CALLER, DID, "incoming")
+    (leg1,) = record["legs"]
+    assert (leg1["leg"], leg1["number"], leg1["sip_code"]) == (1, CALLER, 603)
+    assert receiver.arrivals == []
+
+
+async def test_no_free_channel_is_max_use_486(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    await setup_did(platform, flow=SAY_AND_HANG_UP, channels=0)
+    result = await call_in(tmp_path, platform, Caller(CALLER, DID, receiver.port).refused(486))
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert (record["status"], record["rule"]) == ("MAX-USE", "capacity.bridge")
+    assert record["legs"][0]["sip_code"] == 486
+
+
+def _today_holiday() -> dict[str, Any]:
+    today = datetime.now(UTC).date().isoformat()
+    return {"timezone": "UTC", "holidays": [{"date": today, "name": "Test day"}]}
+
+
+async def test_off_hour_on_a_calendar_holiday_without_a_prompt_is_480(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    # Open around the clock on working days; the platform's clock says Christmas Day, a
+    # holiday of the holidays library's US calendar.
+    incoming = next(s for s in platform.platform.services if isinstance(s, IncomingCalls))
+    incoming.clock = lambda: datetime(2026, 12, 25, 10, 0, tzinfo=UTC)
+    hours = {"timezone": "America/New_York", "country": "US"}
+    await setup_did(platform, flow=SAY_AND_HANG_UP, hours=hours)
+    result = await call_in(tmp_path, platform, Caller(CALLER, DID, receiver.port).refused(480))
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert (record["status"], record["rule"]) == ("OFF-HOUR", "hours")
+    assert record["reason"] == "holiday: Christmas Day"
+    assert receiver.arrivals == []
+
+
+async def test_off_hour_on_a_listed_holiday_plays_the_prompt_then_hangs_up(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    hours = {**_today_holiday(), "off_hour_prompt": {"say": "We are closed today."}}
+    await setup_did(platform, flow=SAY_AND_HANG_UP, hours=hours)
+    caller = Caller(CALLER, DID, receiver.port).answered().hung_up_on()
+    result = await call_in(tmp_path, platform, caller)
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert (record["status"], record["rule"]) == ("OFF-HOUR", "hours")
+    audio = receiver.audio()
+    assert len(audio) > 40  # the prompt lasts well over 0.8 s
+    assert record["legs"][0]["hangup_by"] == "platform"
+    assert record["reason"] == "holiday: Test day"
+
+
+async def test_missed_call_number_rings_then_refuses_and_records(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    await setup_did(platform, flow=SAY_AND_HANG_UP, missed_call=1)
+    caller = Caller(CALLER, DID, receiver.port)
+    caller.provisional(ringing=True)
+    caller.steps.append('  <recv response="480"/>\n')
+    caller.steps.append(caller._ack_non_2xx())
+    result = await call_in(tmp_path, platform, caller)
+    result.assert_ok(calls=1)
+    ringing, refused = result.received(180)[0], result.received(480)[0]
+    assert ringing.time is not None and refused.time is not None
+    assert (refused.time - ringing.time).total_seconds() >= 0.9
+    record = await incoming_record(platform)
+    assert (record["status"], record["rule"], record["from"]) == ("MISWIG", "missed_call", CALLER)
+
+
+async def test_unpublished_flow_is_refused_480(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    await setup_did(platform, flow=SAY_AND_HANG_UP, publish=False)
+    result = await call_in(tmp_path, platform, Caller(CALLER, DID, receiver.port).refused(480))
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert (record["status"], record["reason"]) == ("FAILED", "flow not published")
+
+
+# --- flows ---------------------------------------------------------------------------------
+
+SAY_AND_HANG_UP: dict[str, Any] = {
+    "name": "hello",
+    "start": "hello",
+    "steps": {
+        "hello": {"kind": "say", "text": "Hello and welcome.", "next": "bye"},
+        "bye": {"kind": "hangup"},
+    },
+}
+
+
+async def test_flow_answers_plays_the_prompt_and_hangs_up(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    await setup_did(platform, flow=SAY_AND_HANG_UP)
+    caller = Caller(CALLER, DID, receiver.port).answered().hung_up_on()
+    result = await call_in(tmp_path, platform, caller)
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert record["status"] == "IVR-ANSWER"
+    assert record["legs"][0]["status"] == "ANSWER"
+    audio = receiver.audio()
+    assert len(audio) > 25
+    gaps = gaps_ms(audio)
+    # Paced 20 ms frames, seen at the caller: the median on the dot, the tail bounded.
+    assert 19 <= percentile(gaps, 50) <= 21
+    assert percentile(gaps, 99) < 45
