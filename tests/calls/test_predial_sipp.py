@@ -9,6 +9,7 @@ NOTALLOWED or DND and names the rule that decided it, with no leg dialled.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,43 @@ async def test_the_real_registry_in_the_data_directory_is_the_one_serve_checks(
     assert_refused(no, "DND", "dnd", AIRTEL)
     assert (yes["status"], yes["rule"]) == ("ANSWER", None)
     assert_only_invite_to(result, IDEA, AIRTEL)
+
+
+async def test_refused_calls_end_at_once_while_the_bridge_is_full(tmp_path: Path) -> None:
+    """A 1-channel bridge held by an answered call, an allowed call waiting for it: a DND
+    call and a NOTALLOWED call placed behind them end at once (not MAX-USE when their queue
+    time runs out), no INVITE leaves for them, and the answered call keeps its channel."""
+    listing = tmp_path / "registry.txt"
+    listing.write_text(f"{AIRTEL}\n")
+    import_files(tmp_path / "data" / DND_DIR, [listing])
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            await put(running, f"numbers/{running.bridge}/capacity", {"channels": 1})
+            await put(running, "settings/dialing", {"countries": ["IN"]})
+            busy = await running.outbound(to=IDEA)  # answers and stays up (no target)
+            await running.wait_for(busy, state="answered")
+            waiting = await running.outbound(to=AGENT, queue_timeout=60)
+            placed = asyncio.get_running_loop().time()
+            dnd = await running.outbound(to=AIRTEL, type="promotional", queue_timeout=60)
+            abroad = await running.outbound(to=ABROAD, queue_timeout=60)
+            refused = [await running.wait_for(call_id, timeout=10) for call_id in (dnd, abroad)]
+            took = asyncio.get_running_loop().time() - placed
+            engine = running.platform.engine
+            holders = engine.channels.holders()
+            still = [await running.record(call_id) for call_id in (busy, waiting)]
+            assert (await running.cancel(waiting)).status_code < 300
+            assert (await running.cancel(busy)).status_code < 300  # our BYE ends SIPp's call
+            ended = await running.wait_for(busy, timeout=10)
+            gone = await running.wait_for(waiting, timeout=10)
+        result = await sipp.wait(10)
+    assert_refused(refused[0], "DND", "dnd", AIRTEL)
+    assert_refused(refused[1], "NOTALLOWED", "permissions.country", ABROAD)
+    assert took < 5  # at once; a wait for the channel would have lasted 60 s
+    # Meanwhile the answered call held the only channel, the allowed one still waited.
+    assert holders == {busy}
+    assert [record["state"] for record in still] == ["answered", "queued"]
+    assert still[1]["queue_position"] == 1
+    assert ended["status"] == "ANSWER" and len(ended["legs"]) == 1
+    assert (gone["status"], gone["legs"]) == ("CANCEL", [])
+    assert_only_invite_to(result, IDEA, AIRTEL, ABROAD, AGENT)

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
-from sqlalchemy import update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voiceplane.media.backend import MediaBackend, MediaError
@@ -38,10 +39,11 @@ from voiceplane.store.models import Call
 from voiceplane.store.queue import CallCommand, cancel_requested, claim_due
 from voiceplane.store.writer import StoreWriter
 
+from .before_dialing import Ended, Ending, end_queued
 from .click_to_call import run_click_to_call
 from .outbound import run_outbound
 from .outcome import platform_failure
-from .predial import PreDialGate, status_of
+from .predial import PreDialGate, Screening
 from .recovery import recover
 from .reporting import Handover
 from .status import Status
@@ -81,8 +83,9 @@ class CallEngine:
         """``on_reported`` is rung when callbacks were stored (the dispatcher's doorbell);
         ``dnd`` is the Do-Not-Disturb registry promotional calls are checked against."""
         self._writer = writer
-        # Checks made before any SIP is sent (voiceplane.policy.checks).
-        self.pre_dial = PreDialGate(writer, dnd=dnd)
+        # Checks made before any SIP is sent (voiceplane.policy.checks), in the claim: a
+        # refused call never takes a channel or a token.
+        self.pre_dial = PreDialGate(dnd=dnd)
         self._on_reported = on_reported
         # Set by serve: new callbacks go straight to this process's dispatcher.
         self.handover: Handover | None = None
@@ -176,7 +179,7 @@ class CallEngine:
                 sweep = loop.time() - last_sweep >= settings.poll_interval_s
                 if sweep or self._cancel_waiting:
                     self._cancel_waiting = False
-                    await self._writer.submit(_cancel_queued)
+                    self._reported(await self._writer.submit(_cancel_queued))
                 room = settings.max_active - len(self._active)
                 if room > 0:
                     await self._claim_pass(min(room, settings.claim_batch))
@@ -210,14 +213,17 @@ class CallEngine:
         skip_accounts = full_accounts | self._held[1]
         admission = Admission(self.channels, self._rates, now)
         claim = functools.partial(
-            _claim, limit=limit, gate=admission, skip_bridges=skip_bridges,
+            _claim, limit=limit, gate=admission, pre_dial=self.pre_dial,
+            skip_bridges=skip_bridges,
             skip_accounts=skip_accounts | self._rates.empty_accounts(now),
         )  # fmt: skip
         try:
-            commands = await self._writer.submit(claim)
+            commands, screening, ended = await self._writer.submit(claim)
         except Exception:
             admission.undo()
             raise
+        screening.keep()
+        self._reported(ended)
         for keys in (self._waiting, self._held):
             keys[0].update(admission.waiting_bridges)
             keys[1].update(admission.waiting_accounts)
@@ -233,8 +239,13 @@ class CallEngine:
         filled = (full_now[0] | self._held[0], full_now[1] | self._held[1]) != (
             skip_bridges, skip_accounts,
         )  # fmt: skip
-        if admission.seen == limit and (commands or filled):
+        if admission.seen == limit and (commands or filled or admission.screened_out):
             self._wake.set()  # there may be more waiting behind what was read
+
+    def _reported(self, ended: Ended) -> None:
+        """Calls ended in the queue wrote callbacks: ring the dispatcher."""
+        if ended.reported and self._on_reported is not None:
+            self._on_reported()
 
     async def _sweep_capacity(self) -> None:
         """End MAX-USE the calls whose queue time ran out, notice changed limits, and let go
@@ -287,14 +298,10 @@ class CallEngine:
     async def _carry_out(self, tracker: CallTracker) -> None:
         command = tracker.command
         try:
-            # The claim already stored "dialing"; the next save is when something rings.
+            # The claim already stored "dialing" (and the pre-dial checks passed in it); the
+            # next save is when something rings.
             if tracker.cancel_requested.is_set():
-                await tracker.complete(Status.CANCEL, "cancelled before dialing")
-                return
-            refusal = await self.pre_dial.check(command)
-            if refusal is not None:
-                # Decided before dialing: no leg, no SIP; the record names the rule.
-                await tracker.complete(status_of(refusal), refusal.explanation, rule=refusal.rule)
+                await tracker.complete(Status.CANCEL, CANCELLED_BEFORE_DIALING)
                 return
             ring_timeout = float(command.ring_timeout or self.settings.ring_timeout_s)
             if command.service == "click2call":
@@ -339,28 +346,39 @@ def _claim(
     *,
     limit: int,
     gate: Admission,
+    pre_dial: PreDialGate,
     skip_bridges: set[str],
     skip_accounts: set[int],
-) -> list[CallCommand]:
-    gate.seen = 0  # the writer may run this job again after a failed batch
-    return claim_due(
-        session, now=utcnow(), limit=limit, gate=gate, skip_bridges=skip_bridges,
+) -> tuple[list[CallCommand], Screening, Ended]:
+    """One claim pass in one transaction: the pre-dial checks of the calls the claim will
+    not read (full bridges and accounts) and of those it offers to ``gate``, the claim, and
+    the end of the refused calls (DND, NOTALLOWED), before any of them took a channel."""
+    gate.seen = gate.screened_out = 0  # the writer may run this job again after a failure
+    now = utcnow()
+    screening = pre_dial.screening(session)
+    screening.look_at_waiting(now=now, bridges=skip_bridges, accounts=skip_accounts)
+    gate.screen = screening
+    commands = claim_due(
+        session, now=now, limit=limit, gate=gate, skip_bridges=skip_bridges,
         skip_accounts=skip_accounts,
     )  # fmt: skip
+    pre_dial.claimed([command.call_id for command in commands])
+    return commands, screening, end_queued(session, screening.refused, now=now)
 
 
-def _cancel_queued(session: Session) -> int:
-    """Complete queued calls that were cancelled before the engine took them."""
-    now = utcnow()
-    result = session.execute(
-        update(Call)
+CANCELLED_BEFORE_DIALING: Final = "cancelled before dialing"
+
+
+def _cancel_queued(session: Session) -> Ended:
+    """Complete queued calls that were cancelled before the engine took them, with their
+    callbacks like any other completion."""
+    query = (
+        select(Call.id)
         .where(Call.state == "queued", Call.cancel_requested_at.is_not(None))
-        .values(
-            state="completed",
-            status=Status.CANCEL.value,
-            reason="cancelled before dialing",
-            end_time=now,
-            updated_at=now,
-        )
+        .with_for_update(skip_locked=True)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    endings = [
+        Ending(call_id, Status.CANCEL, CANCELLED_BEFORE_DIALING)
+        for call_id in session.scalars(query)
+    ]
+    return end_queued(session, endings, now=utcnow())

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -224,6 +224,9 @@ class Admission:
     One :class:`Admission` per claim pass: a bridge or account that refused a call refuses
     every later call of that pass, so nobody overtakes a call waiting for a channel (first
     in, first out), and a call held back by the rate keeps its place the same way.
+
+    ``screen`` (set by the engine for each claim) runs the pre-dial checks first: a call
+    they refuse (False) is ended by the engine and never takes a channel or a token.
     """
 
     def __init__(self, counter: ChannelCounter, rates: RateLimits, now: float) -> None:
@@ -240,9 +243,14 @@ class Admission:
         self.rate_held = 0  # calls held back by the rate in this pass
         self.seen = 0  # calls offered
         self.admitted: list[str] = []
+        self.screen: Callable[[Candidate], bool] | None = None
+        self.screened_out = 0  # calls the screen refused in this pass
 
     def __call__(self, candidate: Candidate) -> bool:
         self.seen += 1
+        if self.screen is not None and not self.screen(candidate):
+            self.screened_out += 1
+            return False
         if self.trunk_empty:
             return False
         if candidate.account_id in self._blocked_accounts or (

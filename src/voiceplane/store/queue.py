@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import Account, Call, Leg, Number
@@ -64,6 +64,7 @@ class Candidate:
     bridge_channels: int | None  # None: the bridge is not a registered number
     account_channels: int | None  # None: unlimited
     account_cps: float | None  # None: unlimited
+    promotional: bool | None = None  # the call's own choice; None: the account's default
 
 
 Gate = Callable[[Candidate], bool]
@@ -144,9 +145,54 @@ def _gated(
                 call_id=row.id, account_id=row.account_id, service=row.service,
                 from_number=row.from_number, to_number=row.to_number, bridge=row.bridge,
                 bridge_channels=row.bridge_channels, account_channels=row.account_channels,
-                account_cps=row.account_cps,
+                account_cps=row.account_cps, promotional=row.promotional,
             )  # fmt: skip
         )
+    ]
+
+
+def waiting_on(
+    session: Session,
+    *,
+    now: datetime,
+    bridges: dict[str, datetime | None],
+    accounts: dict[int, datetime | None],
+) -> list[Candidate]:
+    """The due queued calls through ``bridges`` or of ``accounts`` (those the claim does
+    not read: full), each key mapped to a time: only the calls queued, requeued or due at
+    or after it are returned (None: all of them). Locked like the claim's rows on
+    PostgreSQL. For the pre-dial checks, which must not wait for a channel: the limits in
+    the candidates are not read (None)."""
+    if not bridges and not accounts:
+        return []
+    c = Call.__table__.c
+    by_time: dict[datetime | None, tuple[list[str], list[int]]] = {}
+    for bridge, since in bridges.items():
+        by_time.setdefault(since, ([], []))[0].append(bridge)
+    for account_id, since in accounts.items():
+        by_time.setdefault(since, ([], []))[1].append(account_id)
+    scopes: list[Any] = []
+    for since, (some_bridges, some_accounts) in by_time.items():
+        keys = [c.bridge.in_(some_bridges)] if some_bridges else []
+        keys += [c.account_id.in_(some_accounts)] if some_accounts else []
+        scope = or_(*keys)
+        if since is not None:
+            scope = and_(scope, or_(c.updated_at >= since, c.scheduled_at >= since))
+        scopes.append(scope)
+    query = (
+        select(*_command_columns(c))
+        .where(*due_conditions(now), or_(*scopes))
+        .order_by(*DUE_ORDER)
+        .with_for_update(skip_locked=True)
+    )
+    return [
+        Candidate(
+            call_id=row.id, account_id=row.account_id, service=row.service,
+            from_number=row.from_number, to_number=row.to_number, bridge=row.bridge,
+            bridge_channels=None, account_channels=None, account_cps=None,
+            promotional=row.promotional,
+        )  # fmt: skip
+        for row in session.connection().execute(query)
     ]
 
 
