@@ -23,6 +23,11 @@ def can_press_keys() -> bool:
     return os.geteuid() == 0 and (CAPTURES / "dtmf_2833_1.pcap").is_file()
 
 
+_KEEP_PEER = (
+    '<action><ereg regexp=".*" search_in="hdr" header="To:" assign_to="peer"/></action>'
+)
+
+
 def _from(caller: str) -> str:
     return f"<sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]"
 
@@ -34,8 +39,9 @@ def _sdp(rtp_port: int) -> str:
         "s=caller\n"
         "c=IN IP4 127.0.0.1\n"
         "t=0 0\n"
-        f"m=audio {rtp_port} RTP/AVP 0 101\n"
+        f"m=audio {rtp_port} RTP/AVP 0 8 101\n"
         "a=rtpmap:0 PCMU/8000\n"
+        "a=rtpmap:8 PCMA/8000\n"
         "a=rtpmap:101 telephone-event/8000\n"
         "a=fmtp:101 0-16\n"
         "a=ptime:20\n"
@@ -73,9 +79,12 @@ class Caller:
     ]]>
   </send>
 """
+        steps = "".join(self.steps)
+        if "[$peer]" not in steps:  # SIPp refuses a variable that is set and never used
+            steps = steps.replace(_KEEP_PEER, "")
         text = (
             '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
-            f'<scenario name="{name}">\n{invite}{"".join(self.steps)}</scenario>\n'
+            f'<scenario name="{name}">\n{invite}{steps}</scenario>\n'
         )
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{name}.xml"
@@ -118,7 +127,8 @@ class Caller:
 
     def answered(self) -> Caller:
         self.provisional()
-        self.steps.append('  <recv response="200" rrs="true"/>\n')
+        # The platform's To (with its tag), kept for the BYE: a re-INVITE changes [last_To:].
+        self.steps.append(f'  <recv response="200" rrs="true">{_KEEP_PEER}</recv>\n')
         self.steps.append(f"""
   <send>
     <![CDATA[
@@ -150,6 +160,12 @@ class Caller:
             self.pause(gap_ms)
         return self
 
+    def speak(self) -> Caller:
+        """Send 7 s of voice (SIPp's G.711 A-law capture); runs on while the scenario goes on."""
+        capture = CAPTURES / "g711a.pcap"
+        self.steps.append(f'  <nop><action><exec play_pcap_audio="{capture}"/></action></nop>\n')
+        return self
+
     def hang_up(self) -> Caller:
         self.steps.append(f"""
   <send retrans="500">
@@ -158,7 +174,7 @@ class Caller:
       BYE [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: {_from(self.caller)}
-      [last_To:]
+      To: [$peer]
       Call-ID: [call_id]
       CSeq: 2 BYE
       Max-Forwards: 70

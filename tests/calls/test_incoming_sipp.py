@@ -6,8 +6,11 @@ prompt's RTP on the caller's side, by :class:`RtpReceiver`) and the stored recor
 
 from __future__ import annotations
 
+import array
 import asyncio
 import json
+import socket
+import wave
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +20,7 @@ import pytest
 
 from tests.calls.incoming_support import Caller, RtpReceiver, can_press_keys, gaps_ms, percentile
 from tests.support.platform import Running, running_platform
-from tests.support.sipp import SippClient, SippResult, free_port, requires_sipp
+from tests.support.sipp import SippClient, SippResult, SippServer, free_port, requires_sipp
 from voiceplane.calls.incoming import IncomingCalls
 from voiceplane.policy import blocklist
 from voiceplane.store import flows as flow_store
@@ -235,3 +238,154 @@ async def test_flow_answers_plays_the_prompt_and_hangs_up(
     # Paced 20 ms frames, seen at the caller: the median on the dot, the tail bounded.
     assert 19 <= percentile(gaps, 50) <= 21
     assert percentile(gaps, 99) < 45
+
+
+WALK: dict[str, Any] = {
+    "name": "walk",
+    "start": "menu",
+    "steps": {
+        "menu": {
+            "kind": "menu", "prompt": {"say": "Menu."}, "timeout": 4, "retries": 0,
+            "branches": {"1": "order", "2": "bye"}, "invalid": "bye",
+        },
+        "order": {
+            "kind": "gather", "prompt": {"say": "Order."}, "max_digits": 4, "finish_key": "#",
+            "timeout": 4, "next": "voicemail",
+        },
+        "voicemail": {"kind": "record", "max_length": 3, "beep": True, "next": "bye"},
+        "bye": {"kind": "hangup"},
+    },
+}  # fmt: skip
+
+
+@needs_keys
+async def test_caller_walks_menu_gather_and_voicemail_with_rfc4733_keys(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    await setup_did(platform, flow=WALK)
+    caller = Caller(CALLER, DID, receiver.port).answered().pause(300).press("1")
+    caller.press("42#").pause(500).speak().hung_up_on()
+    result = await call_in(tmp_path, platform, caller)
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert record["status"] == "IVR-ANSWER"
+    assert record["keypress"] == "1,42"
+    recording = Path(record["recording"])
+    assert recording.is_file() and recording.name == "voicemail.wav"
+    with wave.open(str(recording), "rb") as wav:
+        assert wav.getframerate() == 8000
+        seconds = wav.getnframes() / 8000
+        samples = array.array("h", wav.readframes(wav.getnframes()))
+    assert 2.5 <= seconds <= 3.5
+    assert max(abs(sample) for sample in samples) > 1000  # the caller's voice, not silence
+    # Two spoken prompts and the beep reached the caller, paced at 20 ms.
+    audio = receiver.audio()
+    assert len(audio) > 50
+    assert 19 <= percentile(gaps_ms(audio), 50) <= 21
+
+
+async def test_caller_hanging_up_before_the_flow_answers_is_ivr(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    # The flow first asks a webhook that never answers: the caller gives up meanwhile.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/ivr"
+    flow = {
+        "name": "slow", "start": "ask",
+        "steps": {
+            "ask": {"kind": "webhook", "url": url, "timeout": 1, "next": "hello"},
+            "hello": {"kind": "say", "text": "Hello.", "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+    try:
+        await setup_did(platform, flow=flow)
+        caller = Caller(CALLER, DID, receiver.port).provisional(ringing=True).pause(200).cancel()
+        result = await call_in(tmp_path, platform, caller)
+        result.assert_ok(calls=1)
+        record = await incoming_record(platform)
+    finally:
+        silent.close()
+    assert record["status"] == "IVR"
+    (leg1,) = record["legs"]
+    assert (leg1["status"], leg1["sip_code"], leg1["hangup_by"]) == ("CANCEL", 487, "caller")
+    assert record["answer_time"] is None and receiver.arrivals == []
+
+
+# --- dial ----------------------------------------------------------------------------------
+
+AGENT_BUSY = "+919876500486"
+AGENT_RINGS = "+919876500000"
+AGENT_ANSWERS = "+919876500111"
+
+
+def dial_flow(agent: str) -> dict[str, Any]:
+    return {
+        "name": "dial", "start": "agent",
+        "steps": {
+            "agent": {"kind": "dial", "numbers": [agent], "ring_timeout": 5,
+                      "answered": "bye", "not_answered": "sorry"},
+            "sorry": {"kind": "say", "text": "Nobody.", "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("agent", "status", "code"), [(AGENT_BUSY, "BUSY", 486), (AGENT_RINGS, "NOANSWER", 487)]
+)
+async def test_dial_step_to_an_agent_who_does_not_take_the_call(
+    tmp_path: Path, receiver: RtpReceiver, agent: str, status: str, code: int
+) -> None:
+    async with SippServer("operator_by_number", tmp_path / "operator", calls=1,
+                          duration_ms=None) as operator:  # fmt: skip
+        host, port = operator.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            await setup_did(running, flow=dial_flow(agent))
+            caller = Caller(CALLER, DID, receiver.port).answered().hung_up_on()
+            result = await call_in(tmp_path, running, caller)
+            record = await incoming_record(running)
+        operated = await operator.wait(10)
+    result.assert_ok(calls=1)
+    operated.assert_ok(calls=1)
+    assert record["status"] == "IVR-ANSWER"
+    leg1, leg2 = record["legs"]
+    assert (leg1["leg"], leg1["number"], leg1["status"]) == (1, CALLER, "ANSWER")
+    assert (leg2["leg"], leg2["number"], leg2["status"], leg2["sip_code"]) == (
+        2, agent, status, code,
+    )  # fmt: skip
+    invite = operated.received("INVITE")[0]
+    assert DID in (invite.header("From") or "")  # the DID is the agent's caller ID
+    assert len(receiver.audio()) > 20  # "Nobody." was played to the caller
+
+
+async def test_dial_step_to_an_agent_who_answers_bridges_the_caller(
+    tmp_path: Path, receiver: RtpReceiver
+) -> None:
+    async with SippServer("operator_by_number", tmp_path / "operator", calls=1,
+                          duration_ms=None) as operator:  # fmt: skip
+        host, port = operator.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            await setup_did(running, flow=dial_flow(AGENT_ANSWERS))
+            caller = Caller(CALLER, DID, receiver.port).answered().reinvited()
+            caller.pause(1000).hang_up()
+            result = await call_in(tmp_path, running, caller)
+            record = await incoming_record(running)
+        operated = await operator.wait(10)
+    result.assert_ok(calls=1)
+    operated.assert_ok(calls=1)
+    assert record["status"] == "IVR-ANSWER"
+    leg1, leg2 = record["legs"]
+    assert (leg1["status"], leg1["hangup_by"]) == ("ANSWER", "caller")
+    assert (leg2["number"], leg2["status"], leg2["sip_code"], leg2["hangup_by"]) == (
+        AGENT_ANSWERS, "ANSWER", 200, "other-leg",
+    )  # fmt: skip
+    # 3PCC: the agent was offered the caller's media, and the caller re-INVITEd with the
+    # agent's, so the two talk directly.
+    invite = operated.received("INVITE")[0]
+    assert f"m=audio {receiver.port} " in invite.body
+    reinvite = [m for m in result.received("INVITE")]
+    assert len(reinvite) == 1
+    assert [m.method for m in operated.received() if m.is_request][-1] == "BYE"

@@ -102,6 +102,8 @@ class SipFlowCall:
         raise CallerHungUp
 
     async def answer(self) -> None:
+        if self._gone.done():
+            raise CallerHungUp
         sdp = self._session.answer(self._call.remote_sdp)
         self._media_sdp = sdp
         self._call.answer(sdp)
