@@ -1,7 +1,7 @@
 """Status callbacks delivered from the durable outbox to a local receiver.
 
     .venv/bin/python bench/callbacks.py [--rates 1000,2000,3000] [--seconds 10]
-                                        [--per-destination 32]
+                                        [--per-destination 32] [--store-url URL]
 
 The platform's own parts, as ``voiceplane serve`` runs them: the store (SQLite in a
 temporary directory, ``synchronous=FULL``: every commit is durable), its group-commit writer
@@ -105,12 +105,14 @@ def completed(call_id: str, ended: datetime) -> CallProgress:
     )
 
 
-async def run_rate(rate: int, seconds: float, per_destination: int, workdir: Path) -> dict:
+async def run_rate(
+    rate: int, seconds: float, per_destination: int, workdir: Path, store_url: str | None
+) -> dict:
     total = int(rate * seconds)
     data = workdir / f"rate-{rate}"
     data.mkdir()
     receiver = ReceiverProcess(workdir)
-    store = StoreService(f"sqlite:///{data / 'voiceplane.db'}")
+    store = StoreService(store_url or f"sqlite:///{data / 'voiceplane.db'}")
     await store.start()
     with store.sessions.begin() as session:
         account, _key = repository.create_account(session, name="bench")
@@ -225,7 +227,9 @@ async def main(args: argparse.Namespace) -> int:
         print(f"ceiling: aiohttp alone, no store: {top:,.0f} callbacks/s "
               f"({args.per_destination} connections)")  # fmt: skip
         for rate in rates:
-            result = await run_rate(rate, args.seconds, args.per_destination, workdir)
+            result = await run_rate(
+                rate, args.seconds, args.per_destination, workdir, args.store_url
+            )
             ok = (
                 result["arrived"] == result["calls"]
                 and result["duplicates"] == 0
@@ -259,6 +263,11 @@ if __name__ == "__main__":
     parser.add_argument("--rates", default="1000,2000,3000")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--per-destination", type=int, default=32)
+    parser.add_argument(
+        "--store-url",
+        help="an empty database to use instead of a fresh SQLite file (one rate per run: "
+        "the calls of a rate stay in it)",
+    )
     try:
         import uvloop
 
