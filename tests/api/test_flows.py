@@ -258,10 +258,13 @@ async def test_a_number_routes_to_a_flow_with_hours_and_the_store_says_what_runs
 ) -> None:
     flow_id = await create(client, acme, flow_document())
     url = f"/v1/{acme.sid}/numbers/{did}/routing"
-    body = {"flow": flow_id, "hours": HOURS, "missed_call": None}
+    hook = "https://crm.example.com/incoming"
+    body = {"flow": flow_id, "hours": HOURS, "missed_call": None, "callback": hook}
     response = await client.put(url, json=body, headers=acme.headers)
     assert response.status_code == 200
-    assert response.json() == {"number": did, "flow": flow_id, "hours": HOURS, "missed_call": None}
+    assert response.json() == {
+        "number": did, "flow": flow_id, "hours": HOURS, "missed_call": None, "callback": hook,
+    }  # fmt: skip
     # The number can be written without its + (and URL-encoded with it).
     response = await client.get(f"/v1/{acme.sid}/numbers/{did[1:]}/routing", headers=acme.headers)
     assert response.json()["flow"] == flow_id
@@ -289,7 +292,9 @@ async def test_a_number_routes_to_a_flow_with_hours_and_the_store_says_what_runs
     assert route().refusal == "flow paused" and route().document is None
 
     response = await client.put(url, json={"missed_call": 5}, headers=acme.headers)
-    assert response.json() == {"number": did, "flow": None, "hours": None, "missed_call": 5}
+    assert response.json() == {
+        "number": did, "flow": None, "hours": None, "missed_call": 5, "callback": None,
+    }  # fmt: skip
     assert route().refusal == "no flow" and route().missed_call == 5
 
 
@@ -299,6 +304,7 @@ async def test_a_number_routes_to_a_flow_with_hours_and_the_store_says_what_runs
         ({"hours": {"timezone": "Mars/Base"}}, "hours.timezone", "unknown timezone"),
         ({"hours": {**HOURS, "off_hour_prompt": {}}}, "hours.off_hour_prompt", "either"),
         ({"missed_call": 0}, "missed_call", "greater than or equal to 1"),
+        ({"callback": "ftp://example.com/x"}, "callback", "is not an http:// or https:// URL"),
         ({"flow": "VFnope"}, "flow", "no flow 'VFnope' in this account"),
         ({"flows": "x"}, "flows", "unknown field"),
     ],

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.callbacks.receiver import Receiver
 from tests.calls.incoming_support import Caller, RtpReceiver, can_press_keys, gaps_ms, percentile
 from tests.support.platform import Running, running_platform
 from tests.support.sipp import SippClient, SippResult, SippServer, free_port, requires_sipp
@@ -43,6 +44,7 @@ async def setup_did(
     channels: int = 10,
     blocked: tuple[str, ...] = (),
     publish: bool = True,
+    callback: str | None = None,
 ) -> None:
     with running.platform.sessions.begin() as session:
         account = repo.get_account(session, sid=running.sid)
@@ -59,6 +61,7 @@ async def setup_did(
         flow_store.set_routing(
             session, number=number, flow=row,
             hours=json.dumps(hours) if hours is not None else None, missed_call=missed_call,
+            callback=callback,
         )  # fmt: skip
         if blocked:
             blocklist.change(session, account.id, add=blocked)
@@ -183,21 +186,33 @@ async def test_off_hour_on_a_listed_holiday_plays_the_prompt_then_hangs_up(
     assert record["reason"] == "holiday: Test day"
 
 
-async def test_missed_call_number_rings_then_refuses_and_records(
+async def test_missed_call_number_rings_then_refuses_records_and_calls_back(
     tmp_path: Path, platform: Running, receiver: RtpReceiver
 ) -> None:
-    await setup_did(platform, flow=SAY_AND_HANG_UP, missed_call=1)
-    caller = Caller(CALLER, DID, receiver.port)
-    caller.provisional(ringing=True)
-    caller.steps.append('  <recv response="480"/>\n')
-    caller.steps.append(caller._ack_non_2xx())
-    result = await call_in(tmp_path, platform, caller)
+    app = Receiver()
+    await app.start()
+    try:
+        await setup_did(
+            platform, flow=SAY_AND_HANG_UP, missed_call=1, callback=app.url("/incoming")
+        )
+        caller = Caller(CALLER, DID, receiver.port)
+        caller.provisional(ringing=True)
+        caller.steps.append('  <recv response="480"/>\n')
+        caller.steps.append(caller._ack_non_2xx())
+        result = await call_in(tmp_path, platform, caller)
+        record = await incoming_record(platform)
+        (hook,) = await app.wait_for(1)
+    finally:
+        await app.stop()
     result.assert_ok(calls=1)
     ringing, refused = result.received(180)[0], result.received(480)[0]
     assert ringing.time is not None and refused.time is not None
     assert (refused.time - ringing.time).total_seconds() >= 0.9
-    record = await incoming_record(platform)
     assert (record["status"], record["rule"], record["from"]) == ("MISWIG", "missed_call", CALLER)
+    # The number's callback gets the record, as an outbound call's callback does.
+    sent = json.loads(hook.body)
+    assert hook.target == "/incoming" and sent["event"] == "completed"
+    assert sent["data"] == record
 
 
 async def test_unpublished_flow_is_refused_480(
@@ -389,3 +404,36 @@ async def test_dial_step_to_an_agent_who_answers_bridges_the_caller(
     reinvite = [m for m in result.received("INVITE")]
     assert len(reinvite) == 1
     assert [m.method for m in operated.received() if m.is_request][-1] == "BYE"
+
+
+async def test_an_incoming_call_holds_a_channel_of_its_did_while_it_is_up(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    flow = {
+        "name": "hold", "start": "wait",
+        "steps": {
+            "wait": {"kind": "gather", "prompt": {"say": "Hi."}, "timeout": 5, "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+    await setup_did(platform, flow=flow, channels=1)
+    first = Caller(CALLER, DID, receiver.port).answered().pause(1500).hang_up()
+    second = Caller("+919812345679", DID, receiver.port).refused(486)
+    in_flow = asyncio.create_task(call_in(tmp_path / "first", platform, first))
+    await asyncio.sleep(0.7)
+    assert DID in platform.platform.engine.channels.full()[0]
+    refused = await call_in(tmp_path / "second", platform, second)
+    answered = await in_flow
+    answered.assert_ok(calls=1)
+    refused.assert_ok(calls=1)
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        with platform.platform.sessions.begin() as session:
+            calls = session.query(Call).filter(Call.service == "incoming").all()
+            statuses = sorted((call.from_number or "", call.status or "") for call in calls)
+        if all(status for _caller, status in statuses) or \
+                asyncio.get_running_loop().time() > deadline:  # fmt: skip
+            break
+        await asyncio.sleep(0.05)
+    assert statuses == [(CALLER, "IVR-ANSWER"), ("+919812345679", "MAX-USE")]
+    assert DID not in platform.platform.engine.channels.full()[0]  # released at the end

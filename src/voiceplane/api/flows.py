@@ -72,6 +72,7 @@ class Routing(BaseModel):
     flow: str | None
     hours: dict[str, Any] | None
     missed_call: int | None
+    callback: str | None = None  # where incoming calls to the number are reported
 
 
 def _json_body(model: type[BaseModel] | None = None) -> dict[str, Any]:
@@ -209,8 +210,9 @@ def set_routing(
                 raise InvalidInput(f"no flow {routing.flow!r} in this account", field="flow")
         hours = json.dumps(fields["hours"]) if routing.hours is not None else None
         store.set_routing(
-            session, number=row, flow=flow, hours=hours, missed_call=routing.missed_call
-        )
+            session, number=row, flow=flow, hours=hours, missed_call=routing.missed_call,
+            callback=routing.callback,
+        )  # fmt: skip
         return _routing(row)
 
 
@@ -319,4 +321,5 @@ def _routing(number: Number) -> Routing:
         flow=number.flow_id,
         hours=json.loads(number.hours) if number.hours is not None else None,
         missed_call=number.missed_call,
+        callback=number.callback_url,
     )

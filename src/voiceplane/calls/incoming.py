@@ -121,7 +121,7 @@ def _route(session: Session, *, caller: str, callee: str) -> Routed | None:
         return None
     number = route.number
     account_id = number.account_id
-    callback = getattr(number, "callback_url", None)
+    callback = number.callback_url
     now = utcnow()
     call_id = insert_call(
         session, account_id=account_id, service=SERVICE, now=now, from_number=caller,

@@ -130,11 +130,13 @@ def set_routing(
     flow: Flow | None,
     hours: str | None,
     missed_call: int | None,
+    callback: str | None = None,
 ) -> None:
     """Set what an incoming call to ``number`` does (every field replaced)."""
     number.flow_id = flow.id if flow is not None else None
     number.hours = hours
     number.missed_call = missed_call
+    number.callback_url = callback
     session.flush()
 
 

@@ -462,9 +462,22 @@ class NumberRouting(_Strict):
 
     ``flow``: the id of the flow it runs; ``hours``: its office hours (outside them the call
     is refused as OFF-HOUR, after ``off_hour_prompt`` if set); ``missed_call``: ring this
-    many seconds, then refuse and record it (a missed-call number; no flow runs).
+    many seconds, then refuse and record it (a missed-call number; no flow runs);
+    ``callback``: where each incoming call's record is sent once it is completed, like an
+    outbound call's ``callback`` (legacy ``{placeholders}`` too).
     """
 
     flow: str | None = Field(default=None, max_length=64)
     hours: NumberHours | None = None
     missed_call: int | None = Field(default=None, ge=1, le=120)
+    callback: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("callback")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if not re.match(r"https?://[^/\s]+", text, re.IGNORECASE) or re.search(r"\s", text):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return text
