@@ -324,3 +324,47 @@ def test_settings_and_destinations() -> None:
         DispatcherSettings(per_destination=0)
     assert destination("https://Example.com/a?b") == ("https", "example.com", 443)
     assert destination("http://h:8080/x") == ("http", "h", 8080)
+
+
+async def test_callbacks_handed_over_are_sent_at_once_signed_and_the_held_up_ones_follow(
+    sessions: sessionmaker[Session], receiver: Receiver
+) -> None:
+    account_id, call_ids = _calls(sessions, 2)
+    # poll_s is long: only the handover (and a delivery's doorbell) can make these go soon.
+    settings = DispatcherSettings(
+        connect_timeout_s=0.5, total_timeout_s=0.5, first_retry_s=0.05, max_retry_s=0.2,
+        poll_s=30, lease_s=2, drain_s=0.5,
+    )  # fmt: skip
+    writer = StoreWriter(sessions)
+    writer.start()
+    dispatcher = Dispatcher(sessions, settings=settings, writer=writer)
+    await dispatcher.start()
+    try:
+        await asyncio.sleep(0.1)  # the dispatcher's first look at the (empty) outbox is over
+        with sessions.begin() as session:
+            written = outbox.enqueue_many(
+                session,
+                [(account_id, call_id, [_post(receiver.url("/dlr"), "initiated"),
+                                        _post(receiver.url("/dlr"), "ringing")])
+                 for call_id in call_ids],
+                lease_until=utcnow() + timedelta(seconds=settings.lease_s),
+            )  # fmt: skip
+        leased = [message for entry in written for message in entry.leased]
+        assert [message.event for message in leased] == ["initiated", "initiated"]
+        dispatcher.send_now(leased)  # the account has no secret yet: it is made, then used
+        requests = await receiver.wait_for(4, timeout=5)
+    finally:
+        await dispatcher.stop()
+        await writer.stop()
+    with sessions() as session:
+        (secret,) = outbox.signing_secrets(
+            session, account_ids=[account_id], now=utcnow(), grace=timedelta(0)
+        )[account_id]
+    for request in requests:
+        Webhook(secret).verify(request.body, request.headers)
+    for call_id in call_ids:
+        events = [json.loads(r.body)["event"] for r in requests
+                  if r.headers["webhook-id"] in {m.id for e in written for m in e.messages
+                                                 if m.call_id == call_id}]  # fmt: skip
+        assert events == ["initiated", "ringing"]
+        assert all(report.delivered_at is not None for report in _reports(sessions, call_id))

@@ -5,8 +5,9 @@ One asyncio task takes due rows from the store (``voiceplane.store.outbox.claim`
 in ``seq`` order per call and URL) and hands each to a sending task; all share one
 ``aiohttp.ClientSession``. (httpx was the first client: measured here with
 bench/callbacks.py's receiver it delivered 240 requests/s over 32 connections, aiohttp
-9,000; the issue asks 2,000 callbacks/s.) A 2xx answer is delivered; anything else (another
-status, a refused connection, a timeout) is retried after an exponential backoff with full jitter
+9,000; the issue asks 2,000 callbacks/s.) A 2xx answer is delivered; anything else
+(another status, a refused connection, a timeout) is retried after an exponential backoff
+with full jitter
 (``uniform(0, min(max_retry_s, first_retry_s * 2**(n-1)))``) until ``retry_for_s`` after the
 row was written, then given up. Redirects are not followed: a 3xx is a failure. Every
 attempt is kept (time, HTTP status, error, duration). At most ``per_destination`` requests
@@ -16,6 +17,11 @@ Nothing lives only in memory: rows are read from the store, so a restart resumes
 whose send was under way when the process died is sent again once its lease ends (at least
 once, always with the same ``webhook-id``). ``wake()`` rings the doorbell after new rows were
 written; without it they are found within ``poll_s``.
+
+The engine's fast path: a new callback that nothing holds up is written leased to this
+process and handed over with :meth:`Dispatcher.send_now` once its transaction committed
+(``voiceplane.calls.reporting.Handover``), so the time from a call's end to its callback is
+one commit and one request, with no claim in between. Its results are stored like any other.
 """
 
 from __future__ import annotations
