@@ -11,7 +11,7 @@ import asyncio
 import json
 import socket
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pytest
 from tests.callbacks.receiver import Receiver
 from tests.calls.incoming_support import Caller, RtpReceiver, can_press_keys, gaps_ms, percentile
 from tests.support.platform import Running, running_platform
+from tests.support.rtpengine import RtpengineDaemon, require_rtpengine
 from tests.support.sipp import SippClient, SippResult, SippServer, free_port, requires_sipp
 from voiceplane.calls.incoming import IncomingCalls
 from voiceplane.policy import blocklist
@@ -109,6 +110,28 @@ async def platform(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
 
 
+@pytest.fixture(params=["embedded", "rtpengine"])
+def media_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The media backend the IVR tests run on: in-process RTP, or a real rtpengine."""
+    if request.param == "embedded":
+        yield {}
+        return
+    require_rtpengine()
+    with RtpengineDaemon() as rtpengine:
+        ng, dtmf_log = rtpengine.ng, rtpengine.dtmf_log
+        yield {
+            "VOICEPLANE_MEDIA_BACKEND": "rtpengine",
+            "VOICEPLANE_MEDIA_RTPENGINE_NG": f"{ng[0]}:{ng[1]}",
+            "VOICEPLANE_MEDIA_RTPENGINE_DTMF_LOG": f"{dtmf_log[0]}:{dtmf_log[1]}",
+        }
+
+
+@pytest.fixture
+async def ivr_platform(tmp_path: Path, media_env: dict[str, str]) -> AsyncIterator[Running]:
+    async with running_platform(tmp_path, trunk=None, extra=media_env) as running:
+        yield running
+
+
 # --- refusals ------------------------------------------------------------------------------
 
 
@@ -171,8 +194,9 @@ async def test_off_hour_on_a_calendar_holiday_without_a_prompt_is_480(
 
 
 async def test_off_hour_on_a_listed_holiday_plays_the_prompt_then_hangs_up(
-    tmp_path: Path, platform: Running, receiver: RtpReceiver
+    tmp_path: Path, ivr_platform: Running, receiver: RtpReceiver
 ) -> None:
+    platform = ivr_platform
     hours = {**_today_holiday(), "off_hour_prompt": {"say": "We are closed today."}}
     await setup_did(platform, flow=SAY_AND_HANG_UP, hours=hours)
     caller = Caller(CALLER, DID, receiver.port).answered().hung_up_on()
@@ -238,8 +262,9 @@ SAY_AND_HANG_UP: dict[str, Any] = {
 
 
 async def test_flow_answers_plays_the_prompt_and_hangs_up(
-    tmp_path: Path, platform: Running, receiver: RtpReceiver
+    tmp_path: Path, ivr_platform: Running, receiver: RtpReceiver
 ) -> None:
+    platform = ivr_platform
     await setup_did(platform, flow=SAY_AND_HANG_UP)
     caller = Caller(CALLER, DID, receiver.port).answered().hung_up_on()
     result = await call_in(tmp_path, platform, caller)
@@ -275,8 +300,9 @@ WALK: dict[str, Any] = {
 
 @needs_keys
 async def test_caller_walks_menu_gather_and_voicemail_with_rfc4733_keys(
-    tmp_path: Path, platform: Running, receiver: RtpReceiver
+    tmp_path: Path, ivr_platform: Running, receiver: RtpReceiver
 ) -> None:
+    platform = ivr_platform
     await setup_did(platform, flow=WALK)
     caller = Caller(CALLER, DID, receiver.port).answered().pause(300).press("1")
     caller.press("42#").pause(500).speak().hung_up_on()
@@ -293,9 +319,11 @@ async def test_caller_walks_menu_gather_and_voicemail_with_rfc4733_keys(
         samples = array.array("h", wav.readframes(wav.getnframes()))
     assert 2.5 <= seconds <= 3.5
     assert max(abs(sample) for sample in samples) > 1000  # the caller's voice, not silence
-    # Two spoken prompts and the beep reached the caller, paced at 20 ms.
+    # The prompts reached the caller, paced at 20 ms. rtpengine latches onto where RTP comes
+    # from (symmetric RTP): once SIPp sends its first key from its own port, the prompts go
+    # there and no longer to the receiver, so only those before the first key are counted.
     audio = receiver.audio()
-    assert len(audio) > 50
+    assert len(audio) > (50 if platform.config.media.backend == "embedded" else 10)
     assert 19 <= percentile(gaps_ms(audio), 50) <= 21
 
 
