@@ -117,15 +117,21 @@ class MappedGeneration:
         self.path = path
         if stat.st_size < _HEADER.size:
             raise DndFileError(f"{path}: too short to be a DND registry file")
-        # populate: map every page now (one pass over the file at open) rather than take a
-        # page fault in the middle of a lookup the first time a page is read.
-        flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if populate else 0)
-        self._map = mmap.mmap(fd, 0, flags=flags, prot=mmap.PROT_READ)
+        self._anonymous = populate
+        if populate:
+            # For lookups (serve, the bench): a private copy in memory, on huge pages where
+            # the kernel has them. A lookup touches four or five random places of a 500 MB
+            # file; with 4 KiB pages each is also a TLB miss, which under a VM's nested
+            # paging costs about as much as the rest of the lookup (bench/dnd.py).
+            self._map = _in_memory(fd, stat.st_size)
+        else:
+            self._map = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         self.header = _read_header(self._map, path)
         if self.header.size > stat.st_size:
             raise DndFileError(f"{path}: truncated ({stat.st_size} of {self.header.size} bytes)")
-        # Random single lookups: no read-ahead around each page touched.
-        self._map.madvise(mmap.MADV_RANDOM)
+        if not populate:
+            # Random single lookups: no read-ahead around each page touched.
+            self._map.madvise(mmap.MADV_RANDOM)
         header = self.header
         view = memoryview(self._map)
         self.offsets = view[header.offsets_at : header.lows_at].cast("B").cast("I")
@@ -164,8 +170,10 @@ class MappedGeneration:
 
     def drop_pages(self) -> None:
         """Unmap the pages read so far (they stay in the page cache): a pass over the whole
-        file, as a merge makes, would otherwise count all of it in the process's memory."""
-        self._map.madvise(mmap.MADV_DONTNEED)
+        file, as a merge makes, would otherwise count all of it in the process's memory.
+        Nothing to drop for an in-memory copy (dropping would lose it)."""
+        if not self._anonymous:
+            self._map.madvise(mmap.MADV_DONTNEED)
 
     def all_packed(self) -> Packed:
         """Every entry, packed, in order (8 bytes a number in memory)."""
@@ -174,6 +182,24 @@ class MappedGeneration:
             stop = min(start + CHUNK, self.header.count)
             out[start:stop] = self.packed(start, stop)
         return out
+
+
+def _in_memory(fd: int, size: int) -> mmap.mmap:
+    """The file's bytes in anonymous memory advised onto transparent huge pages."""
+    memory = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        memory.madvise(mmap.MADV_HUGEPAGE)
+    view = memoryview(memory)
+    done = 0
+    while done < size:
+        read = os.preadv(fd, [view[done : min(size, done + (64 << 20))]], done)
+        if read <= 0:
+            break
+        done += read
+    view.release()
+    if done < size:
+        raise DndFileError(f"file descriptor {fd}: read {done} of {size} bytes")
+    return memory
 
 
 def _read_header(data: mmap.mmap, path: str) -> Header:
