@@ -98,9 +98,9 @@ class DndRegistry:
     Safe to share between threads: a lookup reads one generation object, which a refresh
     replaces whole; a reader that still holds the old one keeps a valid mapping of it.
 
-    ``populate`` maps every page of a generation when it is opened (a national registry:
-    about 500 MB, a fraction of a second from the page cache), so that no lookup waits on
-    a page fault. That is why a lookup that notices a new generation does not open it
+    ``populate`` reads a generation into memory (on huge pages) when it is opened (a
+    national registry: about 500 MB, a fraction of a second from the page cache), so that no
+    lookup waits on a page fault or pays a TLB miss per random place it reads. That is why a lookup that notices a new generation does not open it
     itself: a thread does, and lookups go on with the old one until it is ready.
     """
 
