@@ -465,3 +465,49 @@ async def test_an_incoming_call_holds_a_channel_of_its_did_while_it_is_up(
         await asyncio.sleep(0.05)
     assert statuses == [(CALLER, "IVR-ANSWER"), ("+919812345679", "MAX-USE")]
     assert DID not in platform.platform.engine.channels.full()[0]  # released at the end
+
+
+AGENT_HANGS_UP = "+919876500222"
+
+
+async def test_after_the_agent_hangs_up_the_caller_is_back_in_the_flow(
+    tmp_path: Path, receiver: RtpReceiver
+) -> None:
+    # Two agents in parallel: one busy, one answers and hangs up after a second. The caller
+    # is re-INVITEd to the agent, then back to the platform, and hears the goodbye.
+    flow = {
+        "name": "parallel", "start": "agents",
+        "steps": {
+            "agents": {"kind": "dial", "numbers": [AGENT_BUSY, AGENT_HANGS_UP],
+                       "mode": "parallel", "ring_timeout": 5, "answered": "goodbye",
+                       "not_answered": "bye"},
+            "goodbye": {"kind": "say", "text": "Goodbye.", "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+    async with SippServer("operator_by_number", tmp_path / "operator", calls=2,
+                          duration_ms=None) as operator:  # fmt: skip
+        host, port = operator.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            await setup_did(running, flow=flow)
+            caller = Caller(CALLER, DID, receiver.port).answered().reinvited().reinvited()
+            caller.hung_up_on()
+            result = await call_in(tmp_path, running, caller)
+            record = await incoming_record(running)
+        operated = await operator.wait(10)
+    result.assert_ok(calls=1)
+    operated.assert_ok(calls=2)
+    assert record["status"] == "IVR-ANSWER"
+    leg1, *agents = record["legs"]
+    assert (leg1["status"], leg1["hangup_by"]) == ("ANSWER", "platform")
+    by_number = {leg["number"]: leg for leg in agents}
+    assert {leg["leg"] for leg in agents} == {2}  # rung together, as one dial
+    assert (by_number[AGENT_BUSY]["status"], by_number[AGENT_BUSY]["sip_code"]) == ("BUSY", 486)
+    assert (by_number[AGENT_HANGS_UP]["status"], by_number[AGENT_HANGS_UP]["hangup_by"]) == (
+        "ANSWER", "callee",
+    )  # fmt: skip
+    # The second re-INVITE gave the caller our media again: the goodbye reached it.
+    to_agent, back = result.received("INVITE")
+    assert "m=audio 6222 " in to_agent.body  # the agent's media (operator_by_number's ...222)
+    assert "m=audio 6222 " not in back.body and f"m=audio {receiver.port} " not in back.body
+    assert len(receiver.audio()) > 20

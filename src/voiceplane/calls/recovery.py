@@ -65,4 +65,8 @@ def _call_status(call: Call, failure: LegVerdict) -> Status:
     leg1 = _verdict(_latest(call, 1), failure) or failure
     if call.service == "click2call":
         return click_to_call_status(leg1, _verdict(_latest(call, 2), failure))
+    if call.service == "incoming":
+        # Leg 1 is the caller's: answered means the flow had answered it; unanswered, the
+        # platform (not the caller) ended it.
+        return Status.IVR_ANSWER if leg1.status is Status.ANSWER else Status.FAILED
     return leg1.status
