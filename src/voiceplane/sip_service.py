@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from voiceplane.config import SipSettings
 from voiceplane.sip.errors import SipParseError
 from voiceplane.sip.headers import NameAddr
+from voiceplane.sip.message import Request
 from voiceplane.sip.timers import TimerValues
 from voiceplane.sip.ua import InboundCall, UserAgent
 from voiceplane.sip.uri import SipUri
@@ -29,6 +30,28 @@ _SEPARATORS = str.maketrans("", "", "-.() ")
 
 class IncomingHandler(Protocol):
     async def handle(self, call: InboundCall, *, caller: str, callee: str | None) -> None: ...
+
+    def key_pressed(self, sip_call_id: str, key: str) -> bool:
+        """A key sent by SIP INFO on the call ``sip_call_id``; False if no such call."""
+        ...
+
+
+_DTMF_TYPES = ("application/dtmf-relay", "application/dtmf")
+_SIGNAL = re.compile(r"(?im)^\s*signal\s*=\s*([0-9*#A-Da-d])\s*$")
+
+
+def info_key(request: Request) -> str | None:
+    """The key of a SIP INFO DTMF request (``application/dtmf-relay``: ``Signal=5``, or
+    ``application/dtmf``: the key alone), else None."""
+    kind = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if request.method != "INFO" or kind not in _DTMF_TYPES:
+        return None
+    text = request.body.decode("ascii", errors="replace")
+    if kind == "application/dtmf":
+        key = text.strip()
+        return key.upper() if re.fullmatch(r"[0-9*#A-Da-d]", key) else None
+    found = _SIGNAL.search(text)
+    return found[1].upper() if found else None
 
 
 def number_of(uri: str) -> str | None:
@@ -77,6 +100,7 @@ class SipService:
                 t1=settings.t1_ms / 1000, t2=settings.t2_ms / 1000, t4=settings.t4_ms / 1000
             ),
             on_call=self._on_call,
+            on_request=self._on_request,
         )
 
     async def start(self) -> None:
@@ -86,6 +110,15 @@ class SipService:
 
     async def stop(self) -> None:
         await self.ua.stop()
+
+    def _on_request(self, request: Request) -> tuple[int, str] | None:
+        """SIP INFO digits go to the incoming call they belong to; the rest to the UA."""
+        key = info_key(request)
+        if key is None or self.incoming is None:
+            return None
+        if self.incoming.key_pressed(request.call_id, key):
+            return (200, "OK")
+        return (481, "Call/Transaction Does Not Exist")
 
     async def _on_call(self, call: InboundCall) -> None:
         if self.incoming is None:

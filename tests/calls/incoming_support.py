@@ -57,6 +57,11 @@ class Caller:
     did: str
     rtp_port: int
     steps: list[str] = field(default_factory=list)
+    cseq: int = 1  # of our last in-dialog request
+
+    def _next_cseq(self) -> int:
+        self.cseq += 1
+        return self.cseq
 
     def write(self, directory: Path, name: str = "caller") -> Path:
         invite = f"""
@@ -160,6 +165,34 @@ class Caller:
             self.pause(gap_ms)
         return self
 
+    def info(self, keys: str, *, gap_ms: int = 300) -> Caller:
+        """Send each key as a SIP INFO (application/dtmf-relay), as some phones do; no pause
+        after the last one (a BYE that comes during a pause would abort the call)."""
+        for index, key in enumerate(keys):
+            if index:
+                self.pause(gap_ms)
+            self.steps.append(f"""
+  <send retrans="500">
+    <![CDATA[
+
+      INFO [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {_from(self.caller)}
+      To: [$peer]
+      Call-ID: [call_id]
+      CSeq: {self._next_cseq()} INFO
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={key}
+      Duration=160
+    ]]>
+  </send>
+  <recv response="200"/>
+""")
+        return self
+
     def speak(self) -> Caller:
         """Send 7 s of voice (SIPp's G.711 A-law capture); runs on while the scenario goes on."""
         capture = CAPTURES / "g711a.pcap"
@@ -176,7 +209,7 @@ class Caller:
       From: {_from(self.caller)}
       To: [$peer]
       Call-ID: [call_id]
-      CSeq: 2 BYE
+      CSeq: {self._next_cseq()} BYE
       Max-Forwards: 70
       Content-Length: 0
 

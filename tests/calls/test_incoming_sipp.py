@@ -511,3 +511,25 @@ async def test_after_the_agent_hangs_up_the_caller_is_back_in_the_flow(
     assert "m=audio 6222 " in to_agent.body  # the agent's media (operator_by_number's ...222)
     assert "m=audio 6222 " not in back.body and f"m=audio {receiver.port} " not in back.body
     assert len(receiver.audio()) > 20
+
+
+async def test_keys_sent_by_sip_info_reach_the_flow(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    flow = {
+        "name": "info", "start": "menu",
+        "steps": {
+            "menu": {"kind": "menu", "prompt": {"say": "Menu."}, "timeout": 4, "retries": 0,
+                     "branches": {"7": "code"}, "invalid": "bye"},
+            "code": {"kind": "gather", "max_digits": 3, "finish_key": "#", "timeout": 4,
+                     "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+    await setup_did(platform, flow=flow)
+    caller = Caller(CALLER, DID, receiver.port).answered().pause(200).info("7").pause(300).info("*9#")
+    caller.hung_up_on()
+    result = await call_in(tmp_path, platform, caller)
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert (record["status"], record["keypress"]) == ("IVR-ANSWER", "7,*9")

@@ -161,6 +161,8 @@ class IncomingCalls:
         self.clock = clock or (lambda: datetime.now(UTC))  # office hours are judged by it
         self.on_reported = on_reported
         self.active: dict[str, CallTracker] = {}
+        # The media session of each call in a flow, by the SIP Call-ID (for SIP INFO keys).
+        self._sessions: dict[str, MediaSession] = {}
         # Set by serve: new callbacks go straight to this process's dispatcher.
         self.handover: Handover | None = None
 
@@ -169,6 +171,15 @@ class IncomingCalls:
 
     async def stop(self) -> None:
         await self.close()
+
+    def key_pressed(self, sip_call_id: str, key: str) -> bool:
+        """A key the caller sent by SIP INFO: it joins the RFC 4733 ones of the call's
+        media session, for the flow's next gather. False if no flow runs for that call."""
+        session = self._sessions.get(sip_call_id)
+        if session is None:
+            return False
+        session.dtmf().put_nowait(key)
+        return True
 
     async def close(self) -> None:
         if self._http is not None:
@@ -328,6 +339,7 @@ class IncomingCalls:
                                f"media setup failed: {error}", RULE_FLOW)  # fmt: skip
             return
         call.ring()
+        self._sessions[call.call_id] = session
         info = CallInfo(
             call_id=routed.call_id, caller=track.number, callee=tracker.command.to_numbers[0],
             flow_id=routed.flow_id, flow_version=routed.flow_version,
@@ -352,6 +364,7 @@ class IncomingCalls:
                         call.hangup()
                     else:
                         call.reject(*NO_FLOW_REPLY[:2])
+            self._sessions.pop(call.call_id, None)
             await session.close()
         await self._finish_leg(call, track)
         await self._complete_flow(tracker, result)
