@@ -527,8 +527,8 @@ async def test_keys_sent_by_sip_info_reach_the_flow(
         },
     }  # fmt: skip
     await setup_did(platform, flow=flow)
-    caller = Caller(CALLER, DID, receiver.port).answered().pause(200).info("7").pause(300).info("*9#")
-    caller.hung_up_on()
+    caller = Caller(CALLER, DID, receiver.port).answered().pause(200).info("7")
+    caller.pause(300).info("*9#").hung_up_on()
     result = await call_in(tmp_path, platform, caller)
     result.assert_ok(calls=1)
     record = await incoming_record(platform)
