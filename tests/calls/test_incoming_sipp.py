@@ -533,3 +533,28 @@ async def test_keys_sent_by_sip_info_reach_the_flow(
     result.assert_ok(calls=1)
     record = await incoming_record(platform)
     assert (record["status"], record["keypress"]) == ("IVR-ANSWER", "7,*9")
+
+
+async def test_a_stop_hangs_up_the_calls_in_a_flow_and_stores_how_they_ended(
+    tmp_path: Path, receiver: RtpReceiver
+) -> None:
+    flow = {
+        "name": "long", "start": "wait",
+        "steps": {
+            "wait": {"kind": "gather", "prompt": {"say": "Hi."}, "timeout": 20, "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+    async with running_platform(tmp_path, trunk=None) as running:
+        await setup_did(running, flow=flow)
+        caller = Caller(CALLER, DID, receiver.port).answered().hung_up_on()
+        in_flow = asyncio.create_task(call_in(tmp_path, running, caller))
+        await asyncio.sleep(1.5)
+    result = await in_flow  # the stop sent the BYE
+    result.assert_ok(calls=1)
+    with running.platform.sessions.begin() as session:
+        call = session.query(Call).filter(Call.service == "incoming").one()
+        record: dict[str, Any] = repo.call_record(call)
+    assert (record["state"], record["status"]) == ("completed", "IVR-ANSWER")
+    assert record["reason"] == "flow ended: the platform stopped"
+    assert record["legs"][0]["hangup_by"] == "platform"

@@ -86,6 +86,7 @@ NO_FLOW_REPLY: Final = (480, "Temporarily Unavailable", 19)
 FAILED_REPLY: Final = (500, "Server Internal Error", 41)
 MEDIA_FAILED_REPLY: Final = (503, "Service Unavailable", 34)
 END_WAIT_S: Final = 10.0  # how long to wait for the caller's leg to end after we ended it
+STOP_WAIT_S: Final = 5.0  # how long a stop waits for the calls it ended to be stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,9 @@ class IncomingCalls:
         self.clock = clock or (lambda: datetime.now(UTC))  # office hours are judged by it
         self.on_reported = on_reported
         self.active: dict[str, CallTracker] = {}
+        self._calls: dict[str, InboundCall] = {}  # by our call id, while handled
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._stopping = False
         # The media session of each call in a flow, by the SIP Call-ID (for SIP INFO keys).
         self._sessions: dict[str, MediaSession] = {}
         # Set by serve: new callbacks go straight to this process's dispatcher.
@@ -170,6 +174,19 @@ class IncomingCalls:
         pass
 
     async def stop(self) -> None:
+        """End the calls still up (BYE, or 503 to one not yet answered) and wait a little
+        for their records to be stored, so a stop leaves none to recover."""
+        self._stopping = True
+        for call in list(self._calls.values()):
+            with contextlib.suppress(Exception):
+                if call.outcome is not None:
+                    continue
+                if call.state in (LegState.RECEIVED, LegState.RINGING):
+                    call.reject(503, "Service Unavailable", extra=_reason(41))
+                else:
+                    call.hangup()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
         await self.close()
 
     def key_pressed(self, sip_call_id: str, key: str) -> bool:
@@ -201,6 +218,10 @@ class IncomingCalls:
         track = tracker.new_leg(1, caller)
         track.sip_call_id = call.call_id
         self.active[routed.call_id] = tracker
+        self._calls[routed.call_id] = call
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             await self._carry_out(call, routed, tracker, track)
         except Exception as error:
@@ -217,6 +238,9 @@ class IncomingCalls:
         finally:
             self._channels.release(routed.call_id)
             self.active.pop(routed.call_id, None)
+            self._calls.pop(routed.call_id, None)
+            if task is not None:
+                self._tasks.discard(task)
 
     def _tracker(self, routed: Routed, caller: str, callee: str) -> CallTracker:
         command = CallCommand(
@@ -374,6 +398,8 @@ class IncomingCalls:
         recording = result.recording
         tracker.recording = str(recording) if recording is not None else None
         reason = f"flow ended by the {result.ended_by}"
+        if self._stopping and result.ended_by == "caller":
+            reason = "flow ended: the platform stopped"  # we hung up, not the caller
         if result.error is not None:
             reason += f": {result.error}"
         await tracker.complete(result.status, reason)
