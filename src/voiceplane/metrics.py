@@ -3,8 +3,8 @@
 Read at scrape time from the parts that know them (no global registry, no counters kept
 twice): calls by service and status from the store, calls in progress from the engine,
 callbacks delivered, retried, given up and in flight and their delivery latency from the
-dispatcher, and callbacks still pending from the outbox. Counts from the store survive restarts; the dispatcher's counters
-are since its start.
+dispatcher, and callbacks still pending from the outbox. Counts from the store survive
+restarts; the dispatcher's counters are since its start.
 """
 
 from __future__ import annotations

@@ -100,8 +100,9 @@ class DndRegistry:
 
     ``populate`` reads a generation into memory (on huge pages) when it is opened (a
     national registry: about 500 MB, a fraction of a second from the page cache), so that no
-    lookup waits on a page fault or pays a TLB miss per random place it reads. That is why a lookup that notices a new generation does not open it
-    itself: a thread does, and lookups go on with the old one until it is ready.
+    lookup waits on a page fault or pays a TLB miss per random place it reads. That is why a
+    lookup that notices a new generation does not open it itself: a thread does, and lookups
+    go on with the old one until it is ready.
     """
 
     def __init__(
