@@ -514,8 +514,9 @@ async def test_after_the_agent_hangs_up_the_caller_is_back_in_the_flow(
 
 
 async def test_keys_sent_by_sip_info_reach_the_flow(
-    tmp_path: Path, platform: Running, receiver: RtpReceiver
+    tmp_path: Path, ivr_platform: Running, receiver: RtpReceiver
 ) -> None:
+    platform = ivr_platform
     flow = {
         "name": "info", "start": "menu",
         "steps": {
