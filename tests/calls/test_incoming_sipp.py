@@ -247,6 +247,10 @@ async def test_unpublished_flow_is_refused_480(
     result.assert_ok(calls=1)
     record = await incoming_record(platform)
     assert (record["status"], record["reason"]) == ("FAILED", "flow not published")
+    response = await platform.client.get(
+        f"/v1/{platform.sid}/voice/calls/{record['id']}/recording", headers=platform.headers
+    )
+    assert response.status_code == 404 and "no recording" in response.text
 
 
 # --- flows ---------------------------------------------------------------------------------
@@ -319,6 +323,12 @@ async def test_caller_walks_menu_gather_and_voicemail_with_rfc4733_keys(
         samples = array.array("h", wav.readframes(wav.getnframes()))
     assert 2.5 <= seconds <= 3.5
     assert max(abs(sample) for sample in samples) > 1000  # the caller's voice, not silence
+    # The API serves it.
+    response = await platform.client.get(
+        f"/v1/{platform.sid}/voice/calls/{record['id']}/recording", headers=platform.headers
+    )
+    assert response.status_code == 200 and response.headers["content-type"] == "audio/wav"
+    assert response.content == recording.read_bytes()
     # The prompts reached the caller, paced at 20 ms. rtpengine latches onto where RTP comes
     # from (symmetric RTP): once SIPp sends its first key from its own port, the prompts go
     # there and no longer to the receiver, so only those before the first key are counted.

@@ -13,10 +13,11 @@ delivering them are read from the outbox.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -326,6 +327,30 @@ def call_callbacks(
     return CallCallbacks(
         call_id=call_id, callbacks=[call_callbacks_module.callback_record(r) for r in reports]
     )
+
+
+@router.get(
+    "/calls/{call_id}/recording",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"audio/wav": {}}, "description": "The WAV file (8 kHz mono)."},
+        **_NOT_FOUND,
+    },
+    summary="An incoming call's recording",
+)
+def call_recording(
+    sid: str, call_id: str, backend: BackendDep, api_key: ApiKeyHeader = None
+) -> FileResponse:
+    """The voicemail an incoming call's flow recorded (the record's ``recording``); 404 for
+    a call without one."""
+    with backend.reading().begin() as session:
+        account = authenticate(session, sid=sid, api_key=api_key)
+        call = _own_call(session, account, call_id)
+        recording = call.recording
+    # The path was written by the platform itself (never taken from a request).
+    if recording is None or not Path(recording).is_file():
+        raise NotFound(f"call {call_id!r} has no recording")
+    return FileResponse(recording, media_type="audio/wav", filename=f"{call_id}.wav")
 
 
 def _own_call(session: Session, account: Account, call_id: str) -> Call:
