@@ -205,14 +205,17 @@ class IncomingCalls:
 
     async def handle(self, call: InboundCall, *, caller: str, callee: str | None) -> None:
         """Carry out the incoming ``call`` from ``caller`` to the DID ``callee``."""
+        if self._stopping:
+            _reject_if_open(call, 503, "Service Unavailable")  # the operator may try elsewhere
+            return
         if callee is None:
-            call.reject(404, "Not Found")
+            _reject_if_open(call, 404, "Not Found")
             return
         routed = await self._writer.submit(
             lambda session: _route(session, caller=caller, callee=callee)
         )
         if routed is None:
-            call.reject(404, "Not Found")
+            _reject_if_open(call, 404, "Not Found")  # the caller may have gone meanwhile
             return
         tracker = self._tracker(routed, caller, callee)
         track = tracker.new_leg(1, caller)
@@ -431,6 +434,11 @@ async def _until_ended(call: InboundCall, work: Coroutine[Any, Any, None]) -> No
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def _reject_if_open(call: InboundCall, code: int, reason: str) -> None:
+    if call.outcome is None and call.state in (LegState.RECEIVED, LegState.RINGING):
+        call.reject(code, reason)
 
 
 def _reason(cause: int) -> tuple[tuple[str, str], ...]:
