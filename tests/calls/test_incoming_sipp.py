@@ -569,3 +569,29 @@ async def test_a_stop_hangs_up_the_calls_in_a_flow_and_stores_how_they_ended(
     assert (record["state"], record["status"]) == ("completed", "IVR-ANSWER")
     assert record["reason"] == "flow ended: the platform stopped"
     assert record["legs"][0]["hangup_by"] == "platform"
+
+
+async def test_a_voicemail_ends_after_the_set_silence(
+    tmp_path: Path, platform: Running, receiver: RtpReceiver
+) -> None:
+    flow = {
+        "name": "quiet", "start": "voicemail",
+        "steps": {
+            "voicemail": {"kind": "record", "max_length": 20, "silence": 1, "beep": False,
+                          "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+    await setup_did(platform, flow=flow)
+    started = asyncio.get_running_loop().time()
+    result = await call_in(tmp_path, platform, Caller(CALLER, DID, receiver.port).answered()
+                           .hung_up_on())  # fmt: skip
+    elapsed = asyncio.get_running_loop().time() - started
+    result.assert_ok(calls=1)
+    record = await incoming_record(platform)
+    assert record["status"] == "IVR-ANSWER"
+    with wave.open(record["recording"], "rb") as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    # No RTP came (the file holds what arrived: nothing); a second of silence ended it,
+    # not max_length's 20 s.
+    assert seconds <= 2.0 and elapsed < 8, (seconds, elapsed)

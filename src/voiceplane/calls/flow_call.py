@@ -29,6 +29,7 @@ from voiceplane.calls.flows.interpreter import (
     DialOutcome,
 )
 from voiceplane.media.backend import MediaSession
+from voiceplane.media.embedded import EmbeddedSession
 from voiceplane.media.tts import DEFAULT_VOICE, speak
 from voiceplane.sip.errors import SipParseError
 from voiceplane.sip.outcome import Outcome
@@ -143,7 +144,12 @@ class SipFlowCall:
     ) -> float:
         if beep:
             await self.play_pcm(beep_tone())
-        recording = self._session.record(path, max_length, finish_key or "")
+        stop_on = finish_key or ""
+        if silence is not None and isinstance(self._session, EmbeddedSession):
+            # Only the embedded backend hears silence; elsewhere max_length ends it.
+            recording = self._session.record(path, max_length, stop_on, silence_s=silence)
+        else:
+            recording = self._session.record(path, max_length, stop_on)
         task = asyncio.ensure_future(recording)
         try:
             result = await self._guard(asyncio.shield(task))
