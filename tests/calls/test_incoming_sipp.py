@@ -595,3 +595,23 @@ async def test_a_voicemail_ends_after_the_set_silence(
     # No RTP came (the file holds what arrived: nothing); a second of silence ended it,
     # not max_length's 20 s.
     assert seconds <= 2.0 and elapsed < 8, (seconds, elapsed)
+
+
+async def test_the_caller_hanging_up_while_the_agent_rings_cancels_the_agent(
+    tmp_path: Path, receiver: RtpReceiver
+) -> None:
+    async with SippServer("operator_by_number", tmp_path / "operator", calls=1,
+                          duration_ms=None) as operator:  # fmt: skip
+        host, port = operator.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            await setup_did(running, flow=dial_flow(AGENT_RINGS))
+            caller = Caller(CALLER, DID, receiver.port).answered().pause(1000).hang_up()
+            result = await call_in(tmp_path, running, caller)
+            record = await incoming_record(running)
+        operated = await operator.wait(10)
+    result.assert_ok(calls=1)
+    assert record["status"] == "IVR-ANSWER"
+    leg1, leg2 = record["legs"]
+    assert (leg1["status"], leg1["hangup_by"]) == ("ANSWER", "caller")
+    assert (leg2["status"], leg2["sip_code"], leg2["hangup_by"]) == ("CANCEL", 487, "other-leg")
+    assert len(operated.received("CANCEL")) == 1
