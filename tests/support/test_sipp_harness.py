@@ -51,6 +51,7 @@ EXERCISED = {
 #: Scenarios that play a party against voiceplane itself, and the tests that run them.
 EXERCISED_ELSEWHERE = {
     "operator_by_number": "tests/calls/test_engine_sipp.py",
+    "operator_short_calls": "tests/calls/test_capacity_sipp.py",
     "sandbox_cancel_after": "tests/sandbox",
     "sandbox_reinvite": "tests/sandbox",
 }
