@@ -81,7 +81,7 @@ async def test_the_sandbox_caller_walks_a_flow_with_its_keys(tmp_path: Path) -> 
     assert report.digits_sent == ["1", "42#"]
     assert report.hung_up_by == "platform"  # the flow ended the call after "Thanks."
     assert report.prompt_packets > 40  # "Menu." and "Thanks.", 20 ms each
-    assert report.first_prompt_after_s is not None and report.first_prompt_after_s < 1.5
+    assert report.first_prompt_after_s is not None and report.first_prompt_after_s < 3
     assert (record["status"], record["keypress"], record["from"]) == (
         "IVR-ANSWER", "1,42", CALLER,
     )  # fmt: skip
