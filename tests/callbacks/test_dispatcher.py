@@ -197,9 +197,13 @@ async def test_a_receiver_down_for_a_while_gets_everything_when_back(
     finally:
         await dispatcher.stop()
         await receiver.stop()
-    got = [(json.loads(r.body)["sequence"], r.headers["webhook-id"]) for r in receiver.requests]
+    # At least once: an attempt that timed out after the receiver took it is sent again (a
+    # loaded machine can make that happen), with the same webhook-id. First arrivals count.
+    got: dict[str, int] = {}
+    for request in receiver.requests:
+        got.setdefault(request.headers["webhook-id"], json.loads(request.body)["sequence"])
     for ids in sent.values():
-        assert [seq for seq, ident in got if ident in ids] == [1, 2]
+        assert [seq for ident, seq in got.items() if ident in ids] == [1, 2]
 
 
 async def test_the_per_destination_limit_holds_and_other_destinations_go_on(
