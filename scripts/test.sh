@@ -8,4 +8,5 @@ VOICEPLANE_TEST_POSTGRES_URL="$(./scripts/postgres.sh)"
 export VOICEPLANE_TEST_POSTGRES_URL
 .venv/bin/ruff check src tests bench
 .venv/bin/mypy
-exec .venv/bin/pytest -q "$@"
+# Two workers: the machine's two cores (VOICEPLANE_TEST_WORKERS=0 runs in one process).
+exec .venv/bin/pytest -q -n "${VOICEPLANE_TEST_WORKERS:-2}" "$@"

@@ -8,6 +8,7 @@ all of them.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -20,6 +21,7 @@ from voiceplane.calls.incoming import IncomingCalls, IncomingSettings
 from voiceplane.calls.reporting import Handover, LeasedReports
 from voiceplane.calls.trunk import Trunk
 from voiceplane.config import Config
+from voiceplane.media import g711
 from voiceplane.media.embedded import EmbeddedMedia
 from voiceplane.media.rtpengine import RtpengineMedia
 from voiceplane.metrics import PlatformCollector, registry_for
@@ -56,6 +58,10 @@ class _MediaService:
     async def start(self) -> None:
         if isinstance(self.media, RtpengineMedia):
             await self.media.start()  # fails the start if rtpengine does not answer
+        # The G.711 encoder's tables (0.3 s of work), now rather than in the loop at the
+        # first prompt.
+        await asyncio.to_thread(g711.ulaw_encode, b"\0\0")
+        await asyncio.to_thread(g711.alaw_encode, b"\0\0")
 
     async def stop(self) -> None:
         await self.media.close()
