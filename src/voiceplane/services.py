@@ -127,6 +127,8 @@ def build_platform(config: Config) -> Platform:
         media=media,
         settings=EngineSettings(
             prompt_cache=config.data.dir / "prompts",
+            media_dir=config.data.dir / "media",
+            recordings_dir=config.data.dir / "recordings",
             max_cps=config.trunk.max_cps,
             cps_burst=config.trunk.cps_burst,
             queue_timeout_s=config.trunk.queue_timeout,

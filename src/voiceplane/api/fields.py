@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from voiceplane.api import phone, times
 from voiceplane.callbacks import legacy
+from voiceplane.calls import flow_target
 from voiceplane.store.models import utcnow
 
 MAX_URL_LENGTH: Final = 2048
@@ -114,7 +115,8 @@ def http_url(value: str | None) -> str | None:
 
 
 def target(value: str | None, info: ValidationInfo) -> str | None:
-    """What to play when the callee answers: text to speak, or an existing ``.wav`` file.
+    """What to play when the callee answers: text to speak, or an existing ``.wav`` file;
+    or a flow to run, ``flow:<id>`` or ``ivr:<id>`` (stored as ``flow:<id>``).
 
     Also read: kaleyra.io's JSON form ``[{"message": {"text": "..."}}]``. A ``.wav`` file
     must be in the data directory's ``media`` folder (written relative to it, or as an
@@ -123,6 +125,14 @@ def target(value: str | None, info: ValidationInfo) -> str | None:
     if value is None or not value.strip():
         return None
     text = value.strip()
+    try:
+        flow_id = flow_target.flow_id_of(text)
+    except flow_target.FlowTargetError as error:
+        raise invalid(str(error), "invalid_target") from None
+    if flow_id is not None:
+        # Whose flow it is, and whether it is published, is checked against the store
+        # (voiceplane.api.placing.check_target_flow).
+        return flow_target.stored(flow_id)
     if text.startswith("["):
         text = _kaleyra_target(text)
     if text.lower().endswith(AUDIO_SUFFIX):

@@ -6,6 +6,9 @@ The caller holds the transaction and, once it has committed, rings the engine's 
 ``bridge`` must be a number registered to the account (kind ``bridge`` or ``did``). Any other
 number, another account's included, is refused with 400 and the field ``bridge``: it is a bad
 value in the request, like a malformed number, and answering 404 would suggest a wrong URL.
+A ``target`` naming a flow (``flow:<id>``) is checked the same way: the account's own flow,
+published and not paused, else 400 with the field ``target`` (another account's flow is
+"no flow", exactly like an unknown id).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from voiceplane.api.errors import InvalidInput
 from voiceplane.api.schemas import ClickToCallRequest, OutboundRequest
+from voiceplane.calls.flow_target import flow_id_of
 from voiceplane.store import repository
+from voiceplane.store.flows import live_flow
 from voiceplane.store.models import Account
 
 
@@ -60,8 +65,9 @@ def click_to_call_row(*, account: Account, order: ClickToCallRequest) -> dict[st
 
 
 def store_outbound(session: Session, *, account: Account, order: OutboundRequest) -> str:
-    """Check the bridge and store a queued outbound call; its id."""
+    """Check the bridge (and a flow target) and store a queued outbound call; its id."""
     own_number(session, account=account, e164=order.bridge)
+    check_target_flow(session, account=account, target=order.target)
     row = outbound_row(account=account, order=order)
     repository.insert_calls(session, [row])
     return str(row["id"])
@@ -87,3 +93,22 @@ def own_number(session: Session, *, account: Account, e164: str, field: str = "b
             code="unknown_number",
         )
     return number.e164
+
+
+def check_target_flow(
+    session: Session, *, account: Account, target: str | None, field: str = "target"
+) -> None:
+    """:class:`InvalidInput` naming ``field`` unless ``target`` is no flow, or a flow of
+    ``account`` that can run now (published, not paused)."""
+    flow_id = flow_id_of(target)  # the schema validated the form already
+    if flow_id is None:
+        return
+    live = live_flow(session, account_id=account.id, flow_id=flow_id)
+    if live is None:
+        raise InvalidInput(f"no flow {flow_id} in this account", field=field, code="unknown_flow")
+    if live.document is None:
+        raise InvalidInput(
+            f"flow {flow_id} cannot run: {live.refusal} (publish a version first)",
+            field=field,
+            code="flow_not_live",
+        )

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from voiceplane.api import body, csv_export, records
 from voiceplane.api import call_callbacks as call_callbacks_module
@@ -29,7 +30,7 @@ from voiceplane.api.call_callbacks import CallCallbacks
 from voiceplane.api.deps import ApiKeyHeader, Backend, BackendDep, authenticate
 from voiceplane.api.errors import Conflict, InvalidInput, NotFound
 from voiceplane.api.filters import CallFilters
-from voiceplane.api.placing import click_to_call_row, outbound_row
+from voiceplane.api.placing import check_target_flow, click_to_call_row, outbound_row
 from voiceplane.api.schemas import (
     CallAccepted,
     CallLogPage,
@@ -39,6 +40,7 @@ from voiceplane.api.schemas import (
     Service,
     State,
 )
+from voiceplane.calls.flow_target import flow_id_of
 from voiceplane.store import outbox, repository
 from voiceplane.store.models import Account, Call
 
@@ -83,9 +85,16 @@ async def place_outbound(
     account = await backend.account(sid=sid, api_key=api_key)
     order = body.validate(OutboundRequest, fields, context=backend.order_context())
     await backend.check_own_number(account, order.bridge)
+    if order.target is not None and flow_id_of(order.target) is not None:
+        await run_in_threadpool(_check_target_flow, backend, account, order.target)
     call_id = await backend.insert_call(outbound_row(account=account, order=order))
     backend.commands.call_queued(call_id)
     return CallAccepted(id=call_id)
+
+
+def _check_target_flow(backend: Backend, account: Account, target: str) -> None:
+    with backend.reading().begin() as session:
+        check_target_flow(session, account=account, target=target)
 
 
 @router.post(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,8 @@ from voiceplane.store.writer import StoreWriter
 
 from .before_dialing import Ended, Ending, end_queued
 from .click_to_call import run_click_to_call
+from .flow_target import FlowTargetError, flow_id_of
+from .leg_flow import FlowPlaces, FlowUnusable, LegFlow, load
 from .outbound import run_outbound
 from .outcome import platform_failure
 from .predial import PreDialGate, Screening
@@ -65,6 +68,9 @@ class EngineSettings:
     max_cps: float = 0  # new calls a second on the trunk; 0: unlimited
     cps_burst: int = 0  # 0: a tenth of a second's worth (voiceplane.policy.rate)
     prompt_cache: Path = Path("voiceplane-data/prompts")
+    # Flows run by outgoing calls (target=flow:<id>): play steps' files, recordings.
+    media_dir: Path = Path("voiceplane-data/media")
+    recordings_dir: Path = Path("voiceplane-data/recordings")
 
 
 class CallEngine:
@@ -110,6 +116,7 @@ class CallEngine:
         # queue time), and since one of their calls last ended (not read again till then).
         self._waiting: tuple[set[str], set[int]] = (set(), set())
         self._held: tuple[set[str], set[int]] = (set(), set())
+        self._http: httpx.AsyncClient | None = None  # flows' webhook steps, made at first use
 
     # --- Service -------------------------------------------------------------------------------
 
@@ -137,6 +144,9 @@ class CallEngine:
             _done, pending = await asyncio.wait(self._tasks, timeout=5)
             for task in pending:
                 task.cancel()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     # --- CallCommands --------------------------------------------------------------------------
 
@@ -311,22 +321,45 @@ class CallEngine:
                 )  # fmt: skip
             else:
                 prompt = None
+                flow: LegFlow | None = None
                 if command.target:
                     try:
-                        prompt = await load_target(command.target, self.settings.prompt_cache)
-                    except MediaError as error:
+                        flow = await self._target_flow(tracker)
+                        if flow is None:
+                            prompt = await load_target(command.target, self.settings.prompt_cache)
+                    except (MediaError, FlowUnusable, FlowTargetError) as error:
                         verdict = platform_failure(f"the target could not be prepared: {error}")
                         tracker.new_leg(1, command.to_numbers[0]).fail(verdict)
                         await tracker.complete(verdict.status, verdict.explanation)
                         return
                 await run_outbound(
-                    tracker, self._trunk(), self._media, prompt=prompt, ring_timeout=ring_timeout
-                )
+                    tracker, self._trunk(), self._media, prompt=prompt,
+                    ring_timeout=ring_timeout, flow=flow,
+                )  # fmt: skip
         except Exception as error:
             log.exception("call %s failed inside the platform", command.call_id)
             await _store_failure(tracker, error)
         finally:
             self._active.pop(command.call_id, None)
+
+    async def _target_flow(self, tracker: CallTracker) -> LegFlow | None:
+        """The live flow the call's target names (read now, before dialing), or None when
+        the target is not a flow; :class:`FlowUnusable` if it cannot run."""
+        command = tracker.command
+        flow_id = flow_id_of(command.target)
+        if flow_id is None:
+            return None
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        settings = self.settings
+        places = FlowPlaces(
+            media_dir=settings.media_dir, recordings_dir=settings.recordings_dir,
+            tts_cache=settings.prompt_cache,
+        )  # fmt: skip
+        return await load(
+            self._writer, account_id=command.account_id, flow_id=flow_id, places=places,
+            http=self._http,
+        )  # fmt: skip
 
 
 async def _store_failure(tracker: CallTracker, error: Exception) -> None:

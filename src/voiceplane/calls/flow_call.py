@@ -8,6 +8,11 @@ click-to-call does: the agents are offered the caller's SDP, and once one answer
 caller is re-INVITEd with the agent's SDP, so the two send RTP to each other. When the
 agent hangs up the caller is re-INVITEd back to our media session and the flow goes on.
 
+The same class drives an outgoing leg that has already answered (an outbound call whose
+``target`` is a flow, click-to-call's agent connected to a flow): ``answer()`` is then a
+no-op, the media session's SDP is the offer the leg answered, and "the caller" is whoever
+is on that leg.
+
 Every method races the caller's hangup: if the caller's leg ends, the method stops what it
 was doing and raises :class:`CallerHungUp`.
 """
@@ -34,7 +39,7 @@ from voiceplane.media.tts import DEFAULT_VOICE, speak
 from voiceplane.sip.errors import SipParseError
 from voiceplane.sip.outcome import Outcome
 from voiceplane.sip.sdp import under_origin
-from voiceplane.sip.ua import InboundCall
+from voiceplane.sip.ua import InboundCall, OutboundCall
 
 from .dialing import Answered, finish_answered, hang_up, ring
 from .status import Status
@@ -56,17 +61,20 @@ def beep_tone() -> bytes:
 
 
 class SipFlowCall:
-    """One incoming call as a flow drives it (see the module docstring)."""
+    """One call as a flow drives it (see the module docstring): an incoming call, or an
+    outgoing leg that has answered (then ``media_sdp`` is the offer it answered)."""
 
     def __init__(
         self,
-        call: InboundCall,
+        call: InboundCall | OutboundCall,
         session: MediaSession,
         info: CallInfo,
         *,
         tracker: CallTracker,
         trunk: Trunk,
         tts_cache: Path,
+        media_sdp: bytes = b"",
+        first_leg: int = 2,
     ) -> None:
         self._call = call
         self._session = session
@@ -75,9 +83,10 @@ class SipFlowCall:
         self._trunk = trunk
         self._tts_cache = tts_cache
         self._gone = call.ended()
-        self.answered = False
-        self._next_leg = 2  # leg 1 is the caller's own
-        self._media_sdp = b""  # our media session's SDP, as answered to the caller
+        # An outgoing leg reaches the flow answered already.
+        self.answered = isinstance(call, OutboundCall)
+        self._next_leg = first_leg  # the legs before are the caller's own (and the agent's)
+        self._media_sdp = media_sdp  # our media session's SDP, as the caller's leg has it
 
     @property
     def info(self) -> CallInfo:
@@ -105,6 +114,8 @@ class SipFlowCall:
     async def answer(self) -> None:
         if self._gone.done():
             raise CallerHungUp
+        if not isinstance(self._call, InboundCall):
+            return  # an outgoing leg: answered before the flow started
         sdp = self._session.answer(self._call.remote_sdp)
         self._media_sdp = sdp
         self._call.answer(sdp)
@@ -167,7 +178,7 @@ class SipFlowCall:
     async def hangup(self) -> None:
         if self._gone.done():
             raise CallerHungUp
-        if self.answered:
+        if self.answered or not isinstance(self._call, InboundCall):
             self._call.hangup()
         else:
             self._call.reject(480, "Temporarily Unavailable")

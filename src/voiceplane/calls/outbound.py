@@ -1,5 +1,9 @@
 """An outbound call: dial ``to`` from the bridge number, play the target, hang up.
 
+A target that is a flow (``flow:<id>``) is run on the answered leg instead
+(:mod:`.leg_flow`); the status stays ANSWER (the callee answered), the flow's keys and
+recording go to the record, and the reason says how the flow ended.
+
 One attempt per run. An unanswered attempt (busy, no answer, congestion) is put back in the
 queue while the call has retries left; the status of the call is that of its last attempt.
 """
@@ -8,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import timedelta
 from typing import Final
 
 from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
+from voiceplane.sip.outcome import Party
+from voiceplane.sip.ua import OutboundCall
 
 from .dialing import Answered, finish_answered, hang_up, ring
+from .leg_flow import LegFlow, run_on_leg
 from .outcome import LegVerdict, platform_failure
 from .status import Status
-from .tracker import BY_PLATFORM, CallTracker, utcnow
+from .tracker import BY_PLATFORM, CallTracker, WallClock, utcnow
 from .trunk import Trunk
 
 # Outcomes worth another try later: the callee may pick up next time. A number that does
@@ -31,8 +39,10 @@ async def run_outbound(
     *,
     prompt: bytes | None,
     ring_timeout: float,
+    flow: LegFlow | None = None,
 ) -> None:
-    """Carry out one attempt of an outbound call, and store how it ended."""
+    """Carry out one attempt of an outbound call, and store how it ended. With ``flow``,
+    the flow runs once the callee answers (``prompt`` is not played)."""
     command = tracker.command
     number = command.to_numbers[0]
     try:
@@ -41,7 +51,7 @@ async def run_outbound(
         await _fail(tracker, number, f"media setup failed: {error}")
         return
     try:
-        verdict = await _attempt(tracker, trunk, session, number, prompt, ring_timeout)
+        verdict = await _attempt(tracker, trunk, session, number, prompt, ring_timeout, flow)
     finally:
         with contextlib.suppress(Exception):
             await session.close()
@@ -60,11 +70,13 @@ async def _attempt(
     number: str,
     prompt: bytes | None,
     ring_timeout: float,
+    flow: LegFlow | None,
 ) -> LegVerdict:
     cancel = tracker.cancel_requested
+    offer = session.offer()
     result = await ring(
         tracker, trunk, leg=1, numbers=(number,), caller_id=tracker.command.bridge,
-        sdp=session.offer(), ring_timeout=ring_timeout, stop=cancel,
+        sdp=offer, ring_timeout=ring_timeout, stop=cancel,
         stopped_by=lambda: tracker.cancelled_by,
     )  # fmt: skip
     if not isinstance(result, Answered):
@@ -78,6 +90,8 @@ async def _attempt(
         outcome = await hang_up(call)
         finish_answered(track, outcome, by=BY_PLATFORM, to_wall=to_wall)
         return platform_failure(f"media setup failed: {error}")
+    if flow is not None:
+        return await _run_flow(tracker, trunk, session, result, offer, flow, to_wall)
     ended = call.ended()
     playing = asyncio.ensure_future(session.play(prompt)) if prompt else None
     stopper = asyncio.ensure_future(cancel.wait())
@@ -93,6 +107,42 @@ async def _attempt(
         by = None  # the callee hung up first: the outcome says so
     outcome = await hang_up(call)
     return finish_answered(track, outcome, by=by, to_wall=to_wall)
+
+
+async def _run_flow(
+    tracker: CallTracker,
+    trunk: Trunk,
+    session: MediaSession,
+    answered: Answered,
+    offer: bytes,
+    flow: LegFlow,
+    to_wall: WallClock,
+) -> LegVerdict:
+    """Run the target flow on the answered leg; the leg's verdict, its explanation saying
+    how the flow ended."""
+    call, track = answered.call, answered.track
+    cancel = tracker.cancel_requested
+    result = await run_on_leg(
+        flow, call, session, media_sdp=offer, tracker=tracker, trunk=trunk,
+        party=track.number, first_leg=2, cancel=cancel,
+    )  # fmt: skip
+    tracker.keypress = result.keypress or None
+    tracker.recording = str(result.recording) if result.recording is not None else None
+    by: str | None = BY_PLATFORM  # the flow ended the call (a hangup step, a time limit)
+    if cancel.is_set():
+        by = tracker.cancelled_by
+    elif _remote_ended(call):
+        by = None  # the callee hung up: the outcome says so
+    outcome = await hang_up(call)
+    verdict = finish_answered(track, outcome, by=by, to_wall=to_wall)
+    how = f"flow ended by the {result.ended_by}"
+    if result.error is not None:
+        how += f": {result.error}"
+    return dataclasses.replace(verdict, explanation=f"{verdict.explanation}; {how}")
+
+
+def _remote_ended(call: OutboundCall) -> bool:
+    return call.outcome is not None and call.outcome.ended_by is Party.REMOTE
 
 
 async def _fail(tracker: CallTracker, number: str, reason: str) -> None:

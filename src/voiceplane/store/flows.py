@@ -193,3 +193,31 @@ def route_for(session: Session, *, e164: str) -> Route | None:
         document=document,
         refusal=refusal,
     )
+
+
+@dataclass(frozen=True)
+class LiveFlow:
+    """A flow an outgoing call runs (``target=flow:<id>``): its live version's JSON, or
+    ``refusal`` (``flow paused``, ``flow not published``) when it cannot run."""
+
+    flow_id: str
+    version: int | None
+    document: str | None
+    refusal: str | None
+
+
+def live_flow(session: Session, *, account_id: int, flow_id: str) -> LiveFlow | None:
+    """The flow ``flow_id`` of the account ``account_id`` as it would run now, or None if
+    the account has no such flow (another account's flow is not found either)."""
+    flow = session.scalars(
+        select(Flow).where(Flow.id == flow_id, Flow.account_id == account_id)
+    ).one_or_none()
+    if flow is None:
+        return None
+    if flow.state == "paused":
+        return LiveFlow(flow.id, None, None, "flow paused")
+    if flow.live_version is None:
+        return LiveFlow(flow.id, None, None, "flow not published")
+    live = get_version(session, flow=flow, version=flow.live_version)
+    assert live is not None  # versions are never deleted
+    return LiveFlow(flow.id, flow.live_version, live.document, None)

@@ -1,0 +1,76 @@
+"""End to end: an outbound call whose ``target`` is a flow, SIPp as the operator.
+
+SIPp runs ``operator_by_number``: ...111 answers and waits for our BYE. The flow says a
+sentence, records a second, and hangs up: SIPp must get our BYE once both are done, the
+record must stay ANSWER (the callee answered) and show what the flow did (its recording,
+the reason naming how it ended).
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.platform import Running, running_platform
+from tests.support.sipp import SippServer, requires_sipp
+from voiceplane.media.tts import speak
+
+pytestmark = [requires_sipp, pytest.mark.sipp]
+
+ANSWERS = "+919876500111"
+SENTENCE = "Your appointment is tomorrow at ten."
+RECORD_S = 1
+FLOW = {
+    "name": "Reminder",
+    "steps": {
+        "hello": {"kind": "say", "text": SENTENCE, "next": "note"},
+        "note": {"kind": "record", "beep": False, "max_length": RECORD_S, "next": "bye"},
+        "bye": {"kind": "hangup"},
+    },
+}
+
+
+async def published_flow(running: Running, document: dict[str, Any]) -> str:
+    url = f"/v1/{running.sid}/flows"
+    response = await running.client.post(url, json=document, headers=running.headers)
+    assert response.status_code == 201, response.text
+    flow_id: str = response.json()["id"]
+    response = await running.client.post(f"{url}/{flow_id}/publish", headers=running.headers)
+    assert response.status_code == 200, response.text
+    return flow_id
+
+
+@pytest.mark.parametrize("prefix", ["flow:", "ivr:"])
+async def test_an_outbound_call_runs_its_target_flow_when_the_callee_answers(
+    tmp_path: Path, prefix: str
+) -> None:
+    spoken = await speak(SENTENCE, tmp_path / "tts")
+    say_s = len(spoken) / 2 / 8000  # 8 kHz s16le
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            flow_id = await published_flow(running, FLOW)
+            call_id = await running.outbound(to=ANSWERS, target=f"{prefix}{flow_id}")
+            record = await running.wait_for(call_id, timeout=30)
+        result = await sipp.wait(10)
+    result.assert_ok(calls=1)
+    assert (record["status"], record["state"]) == ("ANSWER", "completed")
+    assert "flow ended by the flow" in record["reason"]
+    (leg,) = record["legs"]
+    assert (leg["number"], leg["status"], leg["hangup_by"]) == (ANSWERS, "ANSWER", "platform")
+    # The record step ran and wrote its WAV (empty: this SIPp scenario sends no RTP).
+    assert record["recording"] is not None and call_id in record["recording"]
+    with wave.open(record["recording"]) as wav:
+        assert wav.getframerate() == 8000
+    # SIPp got our BYE after its 200, once the sentence had been said and the second
+    # recorded (not at once, as a target that failed would end the call).
+    assert [m.method for m in result.received() if m.is_request] == ["INVITE", "ACK", "BYE"]
+    (ok,) = [m for m in result.sent(200) if "INVITE" in (m.header("cseq") or "")]
+    (bye,) = result.received("BYE")
+    assert ok.time is not None and bye.time is not None
+    held = (bye.time - ok.time).total_seconds()
+    expected = say_s + RECORD_S
+    assert 0.5 * expected <= held <= 1.5 * expected, (held, expected)
