@@ -1,5 +1,6 @@
-"""``target=flow:<id>`` / ``ivr:<id>`` on outbound calls: checked against the store at the
-API (the account's own flow, published and not paused), stored as ``flow:<id>``."""
+"""``target=flow:<id>`` / ``ivr:<id>`` on outbound calls and click-to-call's ``to=ivr:<id>``
+(legacy ``receiver=ivr:<id>``): checked against the store at the API (the account's own
+flow, published and not paused), stored as the call's target ``flow:<id>``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import Doorbell, Tenant, error_of, stored_calls
+from tests.api.test_legacy import as_json, legacy
 from voiceplane.store import repository
 
 FLOW = {
@@ -121,3 +123,60 @@ async def test_text_that_merely_mentions_a_flow_is_still_spoken(
     with sessions.begin() as session:
         call = repository.find_call(session, call_id=response.json()["id"])
         assert call is not None and call.target == "Our flow: improved."
+
+
+# --- click-to-call: a flow as leg 2 --------------------------------------------------------
+
+
+async def test_click_to_call_to_a_flow_stores_it_as_the_target_with_no_to_number(
+    client: httpx.AsyncClient,
+    acme: Tenant,
+    sessions: sessionmaker[Session],
+    doorbell: Doorbell,
+) -> None:
+    flow_id = await new_flow(client, acme)
+    fields = {"from": "+919876543210", "to": f"ivr:{flow_id}", "bridge": acme.bridge}
+    response = await client.post(acme.url("click-to-call"), json=fields, headers=acme.headers)
+    assert response.status_code == 202, response.text
+    call_id = response.json()["id"]
+    with sessions.begin() as session:
+        call = repository.find_call(session, call_id=call_id)
+        assert call is not None
+        assert (call.service, call.from_number, call.to_number, call.target) == (
+            "click2call", "+919876543210", None, f"flow:{flow_id}",
+        )  # fmt: skip
+    assert doorbell.queued == [call_id]
+
+
+async def test_click_to_call_to_another_accounts_or_a_paused_flow_is_refused_on_to(
+    client: httpx.AsyncClient, acme: Tenant, globex: Tenant, sessions: sessionmaker[Session]
+) -> None:
+    theirs = await new_flow(client, globex)
+    paused = await new_flow(client, acme, pause=True)
+    for flow_id, code in ((theirs, "unknown_flow"), (paused, "flow_not_live")):
+        fields = {"from": "+919876543210", "to": f"ivr:{flow_id}", "bridge": acme.bridge}
+        response = await client.post(acme.url("click-to-call"), json=fields,
+                                     headers=acme.headers)  # fmt: skip
+        assert response.status_code == 400
+        error = error_of(response)
+        assert (error["field"], error["code"]) == ("to", code)
+    assert stored_calls(sessions) == 0
+
+
+async def test_legacy_click2call_takes_receiver_ivr_and_names_receiver_when_refused(
+    client: httpx.AsyncClient, acme: Tenant, sessions: sessionmaker[Session]
+) -> None:
+    flow_id = await new_flow(client, acme)
+    params = {"method": "dial.click2call", "format": "json", "api_key": acme.key,
+              "caller": "+919876543210", "receiver": f"ivr:{flow_id}"}  # fmt: skip
+    response = await legacy(client, params, post=True)
+    assert response.status_code == 200, response.text
+    call_id = as_json(response)["data"]["id"]
+    with sessions.begin() as session:
+        call = repository.find_call(session, call_id=call_id)
+        assert call is not None and (call.to_number, call.target) == (None, f"flow:{flow_id}")
+
+    response = await legacy(client, {**params, "receiver": "ivr:VF0000nothere"}, post=True)
+    assert response.status_code == 400
+    assert as_json(response)["error"]["field"] == "receiver"
+    assert stored_calls(sessions) == 1

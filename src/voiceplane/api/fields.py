@@ -80,6 +80,18 @@ def numbers(value: str, info: ValidationInfo, *, separator: str | None) -> str:
         raise invalid(str(exc), "invalid_number") from None
 
 
+def leg2(value: str, info: ValidationInfo) -> str:
+    """Click-to-call's ``to``: numbers separated by ``^``, or a flow (``ivr:<id>`` or
+    ``flow:<id>``, returned as ``flow:<id>``; whose it is is checked against the store)."""
+    try:
+        flow_id = flow_target.flow_id_of(value)
+    except flow_target.FlowTargetError as error:
+        raise invalid(str(error), "invalid_target") from None
+    if flow_id is not None:
+        return flow_target.stored(flow_id)
+    return numbers(value, info, separator=phone.LEG2_SEPARATOR)
+
+
 def schedule(value: object, info: ValidationInfo) -> datetime | None:
     """The ``time`` field: when to place the call, or None for now."""
     value = as_text(value)

@@ -183,8 +183,8 @@ def _run(
 def _click2call(session: Session, account: Account, params: Params, backend: Backend) -> Outcome:
     _only(params, {"caller", "receiver", "caller_id", *_COMMON})
     receiver = str(params.get("receiver", ""))
-    if receiver.startswith("ivr:") or receiver.endswith(".ivr"):
-        raise InvalidInput("IVR receivers are not supported yet", field="receiver")
+    if receiver.endswith(".ivr"):  # ivr:<id> names a flow (voiceplane.api.fields.leg2)
+        raise InvalidInput("IVR files are not supported; use ivr:<flow id>", field="receiver")
     fields = _renamed(params, {"caller": "from", "receiver": "to"}, _COMMON)
     fields["bridge"] = _caller_id(session, account, params)
     names = {"from": "caller", "to": "receiver", "bridge": "caller_id"}

@@ -46,12 +46,15 @@ def outbound_row(*, account: Account, order: OutboundRequest) -> dict[str, Any]:
 
 
 def click_to_call_row(*, account: Account, order: ClickToCallRequest) -> dict[str, Any]:
-    """The row of a queued click-to-call for ``order``."""
+    """The row of a queued click-to-call for ``order``. A ``to`` naming a flow is stored as
+    the call's ``target`` (``flow:<id>``), with no ``to`` number: nobody else is dialled."""
+    to_flow = flow_id_of(order.to) is not None
     return repository.call_row(
         account_id=account.id,
         service="click2call",
         from_number=order.from_,
-        to_number=order.to,
+        to_number=None if to_flow else order.to,
+        target=order.to if to_flow else None,
         bridge=order.bridge,
         retry=order.retry,
         scheduled_at=order.time,
@@ -76,8 +79,9 @@ def store_outbound(session: Session, *, account: Account, order: OutboundRequest
 def store_click_to_call(
     session: Session, *, account: Account, order: ClickToCallRequest
 ) -> str:
-    """Check the bridge and store a queued click-to-call; its id."""
+    """Check the bridge (and a flow as ``to``) and store a queued click-to-call; its id."""
     own_number(session, account=account, e164=order.bridge)
+    check_target_flow(session, account=account, target=order.to, field="to")
     row = click_to_call_row(account=account, order=order)
     repository.insert_calls(session, [row])
     return str(row["id"])

@@ -184,7 +184,8 @@ class ClickToCallRequest(_Request):
     )
     to: NumberList = Field(
         description="Leg 2, called once leg 1 answered (the customer). Several numbers "
-        "separated by '^' ring at once.",
+        "separated by '^' ring at once. Or a flow, ivr:<id> (flow:<id> too): leg 1 is "
+        "connected to the account's published flow instead of a second call.",
         examples=["+919812345678"],
     )
     bridge: Number = Field(
@@ -208,7 +209,7 @@ class ClickToCallRequest(_Request):
     @field_validator("to")
     @classmethod
     def _to(cls, value: str, info: ValidationInfo) -> str:
-        return fields.numbers(value, info, separator=phone.LEG2_SEPARATOR)
+        return fields.leg2(value, info)
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -92,9 +92,11 @@ async def place_outbound(
     return CallAccepted(id=call_id)
 
 
-def _check_target_flow(backend: Backend, account: Account, target: str) -> None:
+def _check_target_flow(
+    backend: Backend, account: Account, target: str, field: str = "target"
+) -> None:
     with backend.reading().begin() as session:
-        check_target_flow(session, account=account, target=target)
+        check_target_flow(session, account=account, target=target, field=field)
 
 
 @router.post(
@@ -107,10 +109,13 @@ def _check_target_flow(backend: Backend, account: Account, target: str) -> None:
 async def place_click_to_call(
     sid: str, fields: body.Fields, backend: BackendDep, api_key: ApiKeyHeader = None
 ) -> CallAccepted:
-    """Call ``from`` first; once it answers, call ``to`` and connect the two."""
+    """Call ``from`` first; once it answers, call ``to`` and connect the two (or, with
+    ``to=ivr:<id>``, run that flow with ``from``)."""
     account = await backend.account(sid=sid, api_key=api_key)
     order = body.validate(ClickToCallRequest, fields, context=backend.order_context())
     await backend.check_own_number(account, order.bridge)
+    if flow_id_of(order.to) is not None:
+        await run_in_threadpool(_check_target_flow, backend, account, order.to, "to")
     call_id = await backend.insert_call(click_to_call_row(account=account, order=order))
     backend.commands.call_queued(call_id)
     return CallAccepted(id=call_id)

@@ -5,6 +5,12 @@ own media session (the agent hears silence while the customer rings); leg 2 is o
 SDP leg 1 answered with; once leg 2 answers, leg 1 is re-INVITEd with leg 2's SDP. From then
 on the two parties send RTP to each other and we only keep the signalling. A hangup on
 either side ends both.
+
+With a flow as leg 2 (``to=ivr:<id>``, stored as the target ``flow:<id>``) nobody else is
+dialled: once the agent answers, the flow runs on leg 1 over our media session
+(:mod:`.leg_flow`). The status is then ANSWER (leg 1 answered and the flow ran), with the
+flow's keys and recording in the record and the reason saying how the flow ended; an
+unanswered leg 1 gets the usual leg-1 status.
 """
 
 from __future__ import annotations
@@ -12,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from voiceplane.media.backend import MediaBackend, MediaError
+from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
 from voiceplane.sip.errors import SipParseError
 from voiceplane.sip.sdp import under_origin
 from voiceplane.sip.ua import OutboundCall
 
 from .dialing import Answered, finish_answered, hang_up, ring
+from .leg_flow import LegFlow, how, run_and_finish
 from .outcome import LegVerdict, click_to_call_status, platform_failure
 from .status import Status
 from .tracker import BY_OTHER_LEG, BY_PLATFORM, CallTracker, LegTrack, WallClock
@@ -31,8 +38,10 @@ async def run_click_to_call(
     *,
     ring_timeout: float,
     max_talk_s: float = 4 * 3600,
+    flow: LegFlow | None = None,
 ) -> None:
-    """Carry out a click-to-call and store how it ended."""
+    """Carry out a click-to-call and store how it ended; with ``flow``, leg 1 is
+    connected to that flow instead of a second call."""
     command = tracker.command
     try:
         session = await media.open_session()
@@ -43,7 +52,10 @@ async def run_click_to_call(
         return
     try:
         our_offer = session.offer()
-        status_reason = await _bridge(tracker, trunk, our_offer, ring_timeout, max_talk_s)
+        if flow is not None:
+            status_reason = await _to_flow(tracker, trunk, session, our_offer, ring_timeout, flow)
+        else:
+            status_reason = await _bridge(tracker, trunk, our_offer, ring_timeout, max_talk_s)
     finally:
         with contextlib.suppress(Exception):
             await session.close()
@@ -109,6 +121,40 @@ async def _bridge(
         failure = platform_failure("the agent's phone refused the customer's media")
         return click_to_call_status(verdicts[0], failure), failure.explanation
     return click_to_call_status(verdicts[0], verdicts[1]), "both legs answered"
+
+
+async def _to_flow(
+    tracker: CallTracker,
+    trunk: Trunk,
+    session: MediaSession,
+    our_offer: bytes,
+    ring_timeout: float,
+    flow: LegFlow,
+) -> tuple[Status, str]:
+    """Ring the agent (leg 1) and run the flow on that leg once it answers."""
+    command = tracker.command
+    cancel = tracker.cancel_requested
+    to_wall = trunk.wall_clock()
+    first = await ring(
+        tracker, trunk, leg=1, numbers=command.from_numbers, caller_id=command.bridge,
+        sdp=our_offer, ring_timeout=ring_timeout, stop=cancel,
+        stopped_by=lambda: tracker.cancelled_by,
+    )  # fmt: skip
+    if not isinstance(first, Answered):
+        return click_to_call_status(first.verdict, None), f"leg 1: {first.verdict.explanation}"
+    tracker.set_state("answered")
+    try:
+        session.accept_answer(first.call.remote_sdp)
+    except MediaError as error:
+        outcome = await hang_up(first.call)
+        agent_verdict = finish_answered(first.track, outcome, by=BY_PLATFORM, to_wall=to_wall)
+        failure = platform_failure(f"media setup failed: {error}")
+        return click_to_call_status(agent_verdict, failure), failure.explanation
+    _verdict, result = await run_and_finish(
+        flow, first, session, media_sdp=our_offer, tracker=tracker, trunk=trunk,
+        to_wall=to_wall,
+    )  # fmt: skip
+    return Status.ANSWER, f"leg 1 connected to flow {flow.flow_id}; {how(result)}"
 
 
 async def _connect(agent: OutboundCall, customer: OutboundCall) -> bytes | None:

@@ -45,7 +45,7 @@ from .click_to_call import run_click_to_call
 from .flow_target import FlowTargetError, flow_id_of
 from .leg_flow import FlowPlaces, FlowUnusable, LegFlow, load
 from .outbound import run_outbound
-from .outcome import platform_failure
+from .outcome import click_to_call_status, platform_failure
 from .predial import PreDialGate, Screening
 from .recovery import recover
 from .reporting import Handover
@@ -315,9 +315,18 @@ class CallEngine:
                 return
             ring_timeout = float(command.ring_timeout or self.settings.ring_timeout_s)
             if command.service == "click2call":
+                try:
+                    leg2_flow = await self._target_flow(tracker)
+                except (FlowUnusable, FlowTargetError) as error:
+                    verdict = platform_failure(f"the flow could not be prepared: {error}")
+                    tracker.new_leg(1, command.from_numbers[0]).fail(verdict)
+                    await tracker.complete(
+                        click_to_call_status(verdict, None), verdict.explanation
+                    )
+                    return
                 await run_click_to_call(
                     tracker, self._trunk(), self._media, ring_timeout=ring_timeout,
-                    max_talk_s=self.settings.max_talk_s,
+                    max_talk_s=self.settings.max_talk_s, flow=leg2_flow,
                 )  # fmt: skip
             else:
                 prompt = None

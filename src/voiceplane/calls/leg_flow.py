@@ -26,12 +26,15 @@ from sqlalchemy.orm import Session
 from voiceplane.calls.flows.interpreter import CallInfo, FlowResult, run_flow
 from voiceplane.calls.flows.model import Flow, FlowError, parse_flow
 from voiceplane.media.backend import MediaSession
+from voiceplane.sip.outcome import Party
 from voiceplane.sip.ua import OutboundCall
 from voiceplane.store.flows import live_flow
 from voiceplane.store.writer import StoreWriter
 
+from .dialing import Answered, finish_answered, hang_up
 from .flow_call import SipFlowCall
-from .tracker import CallTracker
+from .outcome import LegVerdict
+from .tracker import BY_PLATFORM, CallTracker, WallClock
 from .trunk import Trunk
 
 
@@ -132,3 +135,38 @@ async def run_on_leg(
         stopper.cancel()
         if not running.done():
             running.cancel()
+
+
+async def run_and_finish(
+    leg_flow: LegFlow,
+    answered: Answered,
+    session: MediaSession,
+    *,
+    media_sdp: bytes,
+    tracker: CallTracker,
+    trunk: Trunk,
+    to_wall: WallClock,
+) -> tuple[LegVerdict, FlowResult]:
+    """Run the flow on the answered leg, end the leg, and store on ``tracker`` the flow's
+    keys and recording; the leg's verdict and what the flow did."""
+    call, track = answered.call, answered.track
+    cancel = tracker.cancel_requested
+    result = await run_on_leg(
+        leg_flow, call, session, media_sdp=media_sdp, tracker=tracker, trunk=trunk,
+        party=track.number, first_leg=2, cancel=cancel,
+    )  # fmt: skip
+    tracker.keypress = result.keypress or None
+    tracker.recording = str(result.recording) if result.recording is not None else None
+    by: str | None = BY_PLATFORM  # the flow ended the call (a hangup step, a time limit)
+    if cancel.is_set():
+        by = tracker.cancelled_by
+    elif call.outcome is not None and call.outcome.ended_by is Party.REMOTE:
+        by = None  # the party hung up: the outcome says so
+    outcome = await hang_up(call)
+    return finish_answered(track, outcome, by=by, to_wall=to_wall), result
+
+
+def how(result: FlowResult) -> str:
+    """How a flow run ended, for the call's reason."""
+    text = f"flow ended by the {result.ended_by}"
+    return f"{text}: {result.error}" if result.error is not None else text

@@ -17,11 +17,9 @@ from datetime import timedelta
 from typing import Final
 
 from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
-from voiceplane.sip.outcome import Party
-from voiceplane.sip.ua import OutboundCall
 
 from .dialing import Answered, finish_answered, hang_up, ring
-from .leg_flow import LegFlow, run_on_leg
+from .leg_flow import LegFlow, how, run_and_finish
 from .outcome import LegVerdict, platform_failure
 from .status import Status
 from .tracker import BY_PLATFORM, CallTracker, WallClock, utcnow
@@ -120,29 +118,10 @@ async def _run_flow(
 ) -> LegVerdict:
     """Run the target flow on the answered leg; the leg's verdict, its explanation saying
     how the flow ended."""
-    call, track = answered.call, answered.track
-    cancel = tracker.cancel_requested
-    result = await run_on_leg(
-        flow, call, session, media_sdp=offer, tracker=tracker, trunk=trunk,
-        party=track.number, first_leg=2, cancel=cancel,
-    )  # fmt: skip
-    tracker.keypress = result.keypress or None
-    tracker.recording = str(result.recording) if result.recording is not None else None
-    by: str | None = BY_PLATFORM  # the flow ended the call (a hangup step, a time limit)
-    if cancel.is_set():
-        by = tracker.cancelled_by
-    elif _remote_ended(call):
-        by = None  # the callee hung up: the outcome says so
-    outcome = await hang_up(call)
-    verdict = finish_answered(track, outcome, by=by, to_wall=to_wall)
-    how = f"flow ended by the {result.ended_by}"
-    if result.error is not None:
-        how += f": {result.error}"
-    return dataclasses.replace(verdict, explanation=f"{verdict.explanation}; {how}")
-
-
-def _remote_ended(call: OutboundCall) -> bool:
-    return call.outcome is not None and call.outcome.ended_by is Party.REMOTE
+    verdict, result = await run_and_finish(
+        flow, answered, session, media_sdp=offer, tracker=tracker, trunk=trunk, to_wall=to_wall
+    )
+    return dataclasses.replace(verdict, explanation=f"{verdict.explanation}; {how(result)}")
 
 
 async def _fail(tracker: CallTracker, number: str, reason: str) -> None:

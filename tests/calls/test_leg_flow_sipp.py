@@ -1,4 +1,5 @@
-"""End to end: an outbound call whose ``target`` is a flow, SIPp as the operator.
+"""End to end: a flow run on an outgoing leg (an outbound call whose ``target`` is a flow,
+click-to-call's ``to=ivr:<id>``), SIPp as the operator.
 
 SIPp runs ``operator_by_number``: ...111 answers and waits for our BYE. The flow says a
 sentence, records a second, and hangs up: SIPp must get our BYE once both are done, the
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.platform import Running, running_platform
-from tests.support.sipp import SippServer, requires_sipp
+from tests.support.sipp import SippResult, SippServer, requires_sipp
 from voiceplane.media.tts import speak
 
 pytestmark = [requires_sipp, pytest.mark.sipp]
@@ -68,9 +69,35 @@ async def test_an_outbound_call_runs_its_target_flow_when_the_callee_answers(
     # SIPp got our BYE after its 200, once the sentence had been said and the second
     # recorded (not at once, as a target that failed would end the call).
     assert [m.method for m in result.received() if m.is_request] == ["INVITE", "ACK", "BYE"]
+    assert_bye_after_the_flow(result, say_s)
+
+
+def assert_bye_after_the_flow(result: SippResult, say_s: float) -> None:
+    """Our BYE came once the sentence was said and the second recorded (±50%)."""
     (ok,) = [m for m in result.sent(200) if "INVITE" in (m.header("cseq") or "")]
     (bye,) = result.received("BYE")
     assert ok.time is not None and bye.time is not None
     held = (bye.time - ok.time).total_seconds()
     expected = say_s + RECORD_S
     assert 0.5 * expected <= held <= 1.5 * expected, (held, expected)
+
+
+async def test_click_to_call_to_a_flow_connects_the_agent_to_it(tmp_path: Path) -> None:
+    spoken = await speak(SENTENCE, tmp_path / "tts")
+    say_s = len(spoken) / 2 / 8000
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            flow_id = await published_flow(running, FLOW)
+            call_id = await running.click_to_call(**{"from": ANSWERS, "to": f"ivr:{flow_id}"})
+            record = await running.wait_for(call_id, timeout=30)
+        result = await sipp.wait(10)
+    result.assert_ok(calls=1)  # one INVITE only: nobody but the agent was dialled
+    assert (record["service"], record["status"], record["to"]) == ("click2call", "ANSWER", None)
+    assert f"flow {flow_id}" in record["reason"] and "flow ended by the flow" in record["reason"]
+    (agent,) = record["legs"]
+    assert (agent["number"], agent["status"], agent["hangup_by"]) == (ANSWERS, "ANSWER",
+                                                                      "platform")  # fmt: skip
+    assert record["recording"] is not None and call_id in record["recording"]
+    assert [m.method for m in result.received() if m.is_request] == ["INVITE", "ACK", "BYE"]
+    assert_bye_after_the_flow(result, say_s)
