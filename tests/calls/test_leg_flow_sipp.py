@@ -9,6 +9,8 @@ the reason naming how it ended).
 
 from __future__ import annotations
 
+import asyncio
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,48 @@ async def test_click_to_call_to_a_flow_connects_the_agent_to_it(tmp_path: Path) 
     assert record["recording"] is not None and call_id in record["recording"]
     assert [m.method for m in result.received() if m.is_request] == ["INVITE", "ACK", "BYE"]
     assert_bye_after_the_flow(result, say_s)
+
+
+async def test_a_flow_paused_after_the_call_was_placed_fails_it_before_dialing(
+    tmp_path: Path,
+) -> None:
+    async with running_platform(tmp_path, trunk=None) as running:
+        flow_id = await published_flow(running, FLOW)
+        when = int(time.time()) + 2  # scheduled: the flow is paused before the engine runs it
+        call_id = await running.outbound(to=ANSWERS, target=f"flow:{flow_id}", time=str(when))
+        url = f"/v1/{running.sid}/flows/{flow_id}/pause"
+        response = await running.client.post(url, headers=running.headers)
+        assert response.status_code == 200, response.text
+        record = await running.wait_for(call_id, timeout=20)
+    assert record["status"] == "FAILED"
+    assert "flow paused" in record["reason"] and flow_id in record["reason"]
+    (leg,) = record["legs"]
+    assert (leg["status"], leg["sip_code"], leg["answer_time"]) == ("FAILED", None, None)
+
+
+async def test_a_call_cancelled_while_its_flow_runs_is_hung_up_at_once(tmp_path: Path) -> None:
+    long_flow = {
+        "name": "Long",
+        "steps": {"talk": {"kind": "say", "text": SENTENCE * 4, "next": "bye"},
+                  "bye": {"kind": "hangup"}},
+    }  # fmt: skip
+    async with SippServer("operator_by_number", tmp_path, calls=1, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            flow_id = await published_flow(running, long_flow)
+            call_id = await running.outbound(to=ANSWERS, target=f"flow:{flow_id}")
+            await running.wait_for(call_id, state="answered", timeout=20)
+            await asyncio.sleep(0.5)
+            response = await running.cancel(call_id)
+            assert response.status_code == 202, response.text
+            record = await running.wait_for(call_id, timeout=20)
+        result = await sipp.wait(10)
+    result.assert_ok(calls=1)
+    assert record["status"] == "ANSWER" and "flow ended by the caller" in record["reason"]
+    (leg,) = record["legs"]
+    assert (leg["status"], leg["hangup_by"]) == ("ANSWER", "api")
+    (ok,) = [m for m in result.sent(200) if "INVITE" in (m.header("cseq") or "")]
+    (bye,) = result.received("BYE")
+    assert ok.time is not None and bye.time is not None
+    # The sentence said four times lasts about 8 s; the BYE came soon after the cancel.
+    assert (bye.time - ok.time).total_seconds() < 4
