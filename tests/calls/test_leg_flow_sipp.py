@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.calls.incoming_support import RtpReceiver
 from tests.support.platform import Running, running_platform
 from tests.support.sipp import SippResult, SippServer, requires_sipp
 from voiceplane.media.tts import speak
@@ -24,6 +25,7 @@ from voiceplane.media.tts import speak
 pytestmark = [requires_sipp, pytest.mark.sipp]
 
 ANSWERS = "+919876500111"
+SCENARIOS = Path(__file__).parent.parent / "sipp_scenarios"
 SENTENCE = "Your appointment is tomorrow at ten."
 RECORD_S = 1
 FLOW = {
@@ -148,3 +150,40 @@ async def test_a_call_cancelled_while_its_flow_runs_is_hung_up_at_once(tmp_path:
     assert ok.time is not None and bye.time is not None
     # The sentence said four times lasts about 8 s; the BYE came soon after the cancel.
     assert (bye.time - ok.time).total_seconds() < 4
+
+
+async def test_the_callee_receives_the_flows_prompt_as_rtp(tmp_path: Path) -> None:
+    """SIPp answers with an SDP pointing at a socket of this test: the prompt's packets
+    arrive there, about as many as the sentence lasts in 20 ms packets."""
+    spoken = await speak(SENTENCE, tmp_path / "tts")
+    say_s = len(spoken) / 2 / 8000
+    phone = await RtpReceiver.open()
+    try:
+        template = (SCENARIOS / "uas_answer.xml").read_text(encoding="iso-8859-1")
+        scenario = tmp_path / "callee_rtp.xml"
+        scenario.write_text(
+            template.replace("c=IN IP[media_ip_type] [media_ip]", "c=IN IP4 127.0.0.1")
+            .replace("m=audio [media_port]", f"m=audio {phone.port}"),
+            encoding="iso-8859-1",
+        )
+        say_then_hangup = {
+            "name": "Say",
+            "steps": {"hello": {"kind": "say", "text": SENTENCE, "next": "bye"},
+                      "bye": {"kind": "hangup"}},
+        }  # fmt: skip
+        async with SippServer(scenario, tmp_path, calls=1, duration_ms=None) as sipp:
+            host, port = sipp.address
+            async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+                flow_id = await published_flow(running, say_then_hangup)
+                call_id = await running.outbound(to=ANSWERS, target=f"flow:{flow_id}")
+                record = await running.wait_for(call_id, timeout=30)
+            result = await sipp.wait(10)
+    finally:
+        phone.close()
+    result.assert_ok(calls=1)
+    assert record["status"] == "ANSWER" and "flow ended by the flow" in record["reason"]
+    packets = phone.audio()
+    expected = say_s / 0.020
+    assert 0.5 * expected <= len(packets) <= 1.5 * expected, (len(packets), expected)
+    span = packets[-1].at - packets[0].at
+    assert 0.5 * say_s <= span <= 1.5 * say_s, (span, say_s)
