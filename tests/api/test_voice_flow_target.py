@@ -180,3 +180,22 @@ async def test_legacy_click2call_takes_receiver_ivr_and_names_receiver_when_refu
     assert response.status_code == 400
     assert as_json(response)["error"]["field"] == "receiver"
     assert stored_calls(sessions) == 1
+
+
+async def test_legacy_voice_call_plays_a_flow_and_names_play_when_refused(
+    client: httpx.AsyncClient, acme: Tenant, sessions: sessionmaker[Session]
+) -> None:
+    flow_id = await new_flow(client, acme)
+    params = {"method": "voice.call", "format": "json", "api_key": acme.key,
+              "numbers": "+919876543210", "play": f"ivr:{flow_id}"}  # fmt: skip
+    response = await legacy(client, params, post=True)
+    assert response.status_code == 200, response.text
+    call_id = as_json(response)["data"]["id"]
+    with sessions.begin() as session:
+        call = repository.find_call(session, call_id=call_id)
+        assert call is not None and call.target == f"flow:{flow_id}"
+
+    response = await legacy(client, {**params, "play": "ivr:VF0000nothere"}, post=True)
+    assert response.status_code == 400
+    assert as_json(response)["error"]["field"] == "play"
+    assert stored_calls(sessions) == 1

@@ -166,7 +166,8 @@ def _kaleyra_target(text: str) -> str:
     spoken = message.get("text") if isinstance(message, dict) else None
     if not isinstance(spoken, str) or not spoken.strip():
         raise invalid(
-            'a JSON target must be [{"message": {"text": "..."}}]; flows are not supported yet',
+            'a JSON target must be [{"message": {"text": "..."}}]; JSON flows are not supported '
+            "(give a stored flow as flow:<id>)",
             "invalid_target",
         )
     return spoken.strip()

@@ -43,6 +43,7 @@ from voiceplane.api.errors import ApiError, InvalidInput, NotFound, Unauthorized
 from voiceplane.api.filters import CallFilters
 from voiceplane.api.placing import store_click_to_call, store_outbound
 from voiceplane.api.schemas import ClickToCallRequest, OutboundRequest
+from voiceplane.calls import flow_target
 from voiceplane.store import repository
 from voiceplane.store.models import Account
 
@@ -229,14 +230,14 @@ def _voice_call(session: Session, account: Account, params: Params, backend: Bac
 
 def _target(params: Params) -> str | None:
     """Which parameter says what to play: ``play`` wins over ``message``, as in the legacy
-    API; a play reference other than a ``.wav`` file is refused."""
+    API; a play reference other than a ``.wav`` file or a flow (``ivr:<id>``) is refused."""
     if params.get("group"):
         raise InvalidInput("contact groups are not supported yet; list numbers", field="group")
     play = str(params.get("play") or "").strip()
     if play:
-        if not play.lower().endswith(".wav"):
+        if not play.lower().endswith(".wav") and not play.lower().startswith(flow_target.PREFIXES):
             raise InvalidInput(
-                "play must be a .wav file; sound ids and IVRs are not supported yet",
+                "play must be a .wav file or a flow (ivr:<id>); sound ids are not supported",
                 field="play",
             )
         return "play"
