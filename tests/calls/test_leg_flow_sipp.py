@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.calls.incoming_support import RtpReceiver
-from tests.support.platform import Running, running_platform
+from tests.support.platform import BRIDGE, Running, running_platform
 from tests.support.sipp import SippResult, SippServer, requires_sipp
 from voiceplane.media.tts import speak
 
@@ -187,3 +187,41 @@ async def test_the_callee_receives_the_flows_prompt_as_rtp(tmp_path: Path) -> No
     assert 0.5 * expected <= len(packets) <= 1.5 * expected, (len(packets), expected)
     span = packets[-1].at - packets[0].at
     assert 0.5 * say_s <= span <= 1.5 * say_s, (span, say_s)
+
+
+async def test_a_dial_step_connects_the_callee_to_an_agent_who_hangs_up_after_a_second(
+    tmp_path: Path,
+) -> None:
+    """3PCC over an outgoing leg: the agent (...222) is offered the callee's SDP, the callee
+    (...111) is re-INVITEd with the agent's, then back to our media when the agent leaves;
+    the flow goes on and hangs up."""
+    agent = "+919876510222"
+    dial_then_hangup = {
+        "name": "Connect",
+        "steps": {"agent": {"kind": "dial", "numbers": [agent], "ring_timeout": 5,
+                            "answered": "bye", "not_answered": "bye"},
+                  "bye": {"kind": "hangup"}},
+    }  # fmt: skip
+    async with SippServer("operator_by_number", tmp_path, calls=2, duration_ms=None) as sipp:
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            flow_id = await published_flow(running, dial_then_hangup)
+            call_id = await running.outbound(to=ANSWERS, target=f"flow:{flow_id}")
+            record = await running.wait_for(call_id, timeout=30)
+        result = await sipp.wait(10)
+    result.assert_ok(calls=2)
+    assert record["status"] == "ANSWER" and "flow ended by the flow" in record["reason"]
+    callee, dialled = record["legs"]
+    assert (callee["leg"], callee["number"], callee["status"], callee["hangup_by"]) == (
+        1, ANSWERS, "ANSWER", "platform",
+    )  # fmt: skip
+    assert (dialled["leg"], dialled["number"], dialled["status"]) == (2, agent, "ANSWER")
+    invites = result.received("INVITE")
+    # The callee's INVITE, the agent's (from the bridge, with the callee's SDP), then the
+    # callee's two re-INVITEs: to the agent's media (port 6222), and back to ours.
+    assert len(invites) == 4, [m.start_line for m in invites]
+    to_agent = next(m for m in invites if agent in m.start_line)
+    assert "s=party-111" in to_agent.body and BRIDGE in (to_agent.header("From") or "")
+    reinvites = [m for m in invites if m.start_line.startswith("INVITE sip:sipp@")]
+    assert len(reinvites) == 2  # in-dialog: to the callee's Contact
+    assert "m=audio 6222" in reinvites[0].body and "m=audio 6222" not in reinvites[1].body
