@@ -144,8 +144,8 @@ class OutboundRequest(_Request):
         default=None,
         max_length=4000,
         description="What to play when the call is answered: text to speak, the path of a "
-        '.wav file on the server (relative to <data dir>/media), or [{"message": {"text": '
-        '"..."}}].',
+        '.wav file on the server (relative to <data dir>/media), [{"message": {"text": '
+        '"..."}}], or flow:<id> / ivr:<id> to run one of your published flows.',
     )
     retry: Retry = 0
     interval: int = Field(
