@@ -157,7 +157,11 @@ async def test_the_call_rate_holds_under_a_burst(tmp_path: Path) -> None:
     times = [invite.time for invite in invites(result) if invite.time is not None]
     assert len(times) == calls
     burst = 2  # the default: a tenth of a second's worth
-    assert busiest_second(times) <= cps + burst
+    # SIPp's times are when it read each INVITE: on a loaded machine (two test workers)
+    # they are late by up to some tens of ms, so a one-second window of them can hold an
+    # INVITE sent just before it. Allow 100 ms of that; no limiter at all would put all 100
+    # in well under a second.
+    assert busiest_second(times) <= cps * 1.1 + burst
     # And the limit is what paced them: 100 calls at 20 a second take about 5 seconds.
     assert max(times) - min(times) >= timedelta(seconds=(calls - burst) / cps - 0.5)
 
