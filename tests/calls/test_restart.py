@@ -214,7 +214,9 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def api(serve: Serve, sid: str, api_key: str) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(base_url=serve.api, timeout=10) as client:
+    # Idle connections go before uvicorn's 5 s keep-alive ends (see tests/support/platform.py).
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=serve.api, timeout=10, limits=limits) as client:
         yield Api(client, sid, api_key)
 
 

@@ -136,7 +136,10 @@ async def running_platform(
         )
     )
     base = f"http://{config.api.listen.host}:{config.api.listen.port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    # Idle connections are dropped after 2 s, before uvicorn closes them (5 s): reusing one
+    # the server is closing at that moment fails with "Server disconnected".
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
         try:
             await _wait_ready(client, task)
             with platform.sessions.begin() as session:
