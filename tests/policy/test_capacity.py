@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from voiceplane.calls.before_dialing import expire_waiting, sweep_capacity
 from voiceplane.calls.status import Status
 from voiceplane.policy.capacity import (
     ACCOUNT_RULE,
@@ -20,11 +21,9 @@ from voiceplane.policy.capacity import (
     Need,
     calls_in_progress,
     channels_needed,
-    expire_waiting,
     need_for_number,
     queue_position,
     still_in_progress,
-    sweep_capacity,
 )
 from voiceplane.policy.rate import RateLimits
 from voiceplane.store import repository as repo

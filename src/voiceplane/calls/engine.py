@@ -32,7 +32,6 @@ from voiceplane.policy.capacity import (
     ChannelCounter,
     calls_in_progress,
     still_in_progress,
-    sweep_capacity,
 )
 from voiceplane.policy.checks import DndRegistry
 from voiceplane.policy.rate import RateLimits
@@ -40,7 +39,7 @@ from voiceplane.store.models import Call
 from voiceplane.store.queue import CallCommand, cancel_requested, claim_due
 from voiceplane.store.writer import StoreWriter
 
-from .before_dialing import Ended, Ending, end_queued
+from .before_dialing import Ended, Ending, end_queued, sweep_capacity
 from .click_to_call import run_click_to_call
 from .flow_target import FlowTargetError, flow_id_of
 from .leg_flow import FlowPlaces, FlowUnusable, LegFlow, load

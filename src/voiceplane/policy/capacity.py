@@ -38,14 +38,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import ColumnElement, Update, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from voiceplane.calls.reporting import report_job
-from voiceplane.calls.status import Status
-from voiceplane.calls.tracker import whole_seconds
 from voiceplane.store.models import Account, Call, Number, utcnow
-from voiceplane.store.progress import CallProgress
 from voiceplane.store.queue import Candidate, split_numbers
 from voiceplane.store.repository import DUE_ORDER, due_conditions
 
@@ -374,21 +370,23 @@ def still_in_progress(session: Session, *, call_ids: Sequence[str]) -> set[str]:
     return set(session.scalars(query))
 
 
-def sweep_capacity(
+def overdue_after_refresh(
     session: Session,
     *,
     counter: ChannelCounter,
     default_timeout_s: float,
     waiting: tuple[set[str], set[int]] = (set(), set()),
-) -> tuple[int, int]:
+    now: datetime | None = None,
+) -> list[Expired]:
     """The engine's periodic look at calls waiting for a channel: read the limits of the
     full bridges and accounts (and of those ``waiting`` says a call waited on) again, as
-    they may have been raised through the API, then end the waiting calls whose queue time
-    ran out. How many ended, how many of those report to a callback URL."""
+    they may have been raised through the API, then find the waiting calls whose queue time
+    ran out (:func:`overdue_waiting`). Ending them is the calls layer's job
+    (``voiceplane.calls.before_dialing.sweep_capacity``)."""
     bridges, accounts = counter.full()
     bridges, accounts = bridges | waiting[0], accounts | waiting[1]
     if not bridges and not accounts:
-        return 0, 0
+        return []
     counter.set_limits(*current_limits(session, bridges=bridges, accounts=accounts))
     full_bridges, full_accounts = counter.full()
     # A bridge still full, or one a call waited on that still has a limit.
@@ -396,22 +394,23 @@ def sweep_capacity(
     bridges = full_bridges | {bridge for bridge in waiting[0] if limits.get(bridge) is not None}
     limited = {key for key in waiting[1] if counter.account_limits.get(key) is not None}
     accounts = full_accounts | limited
-    expired = expire_waiting(
-        session, now=utcnow(), full_bridges=sorted(bridges), full_accounts=sorted(accounts),
-        bridge_limits=counter.limits_of(bridges), default_timeout_s=default_timeout_s,
+    return overdue_waiting(
+        session, now=now or utcnow(), full_bridges=sorted(bridges),
+        full_accounts=sorted(accounts), bridge_limits=counter.limits_of(bridges),
+        default_timeout_s=default_timeout_s,
     )  # fmt: skip
-    return len(expired), sum(1 for item in expired if item.reported)
 
 
 @dataclass(frozen=True, slots=True)
 class Expired:
+    """A queued call whose wait for a channel is over: it ends MAX-USE by ``rule``."""
+
     call_id: str
     rule: str
     reason: str
-    reported: bool = False  # it has a callback or dlrurl URL
 
 
-def expire_waiting(
+def overdue_waiting(
     session: Session,
     *,
     now: datetime,
@@ -420,8 +419,8 @@ def expire_waiting(
     bridge_limits: dict[str, int | None],
     default_timeout_s: float,
 ) -> list[Expired]:
-    """End MAX-USE the due queued calls of full bridges and accounts whose queue time ran
-    out (a bridge of 0 channels ends its calls at once: they could never go)."""
+    """The due queued calls of full bridges and accounts whose queue time ran out (a bridge
+    of 0 channels: at once, they could never go). Reads only."""
     if not full_bridges and not full_accounts:
         return []
     c = Call.__table__.c
@@ -431,12 +430,10 @@ def expire_waiting(
     if full_accounts:
         holds.append(c.account_id.in_(list(full_accounts)))
     query = select(
-        c.id, c.account_id, c.bridge, c.queue_timeout, c.scheduled_at, c.created_at,
-        c.start_time, c.attempts, c.callback_url, c.dlr_url,
-    ).where(*due_conditions(now), or_(*holds))  # fmt: skip
+        c.id, c.bridge, c.queue_timeout, c.scheduled_at, c.created_at
+    ).where(*due_conditions(now), or_(*holds))
     bridges = set(full_bridges)
     expired: list[Expired] = []
-    reported: list[CallProgress] = []
     for row in session.execute(query):
         waited_since = row.scheduled_at or row.created_at
         timeout = row.queue_timeout if row.queue_timeout is not None else default_timeout_s
@@ -454,42 +451,8 @@ def expire_waiting(
         else:
             rule = ACCOUNT_RULE
             reason = f"no free channel on the account within {timeout:g} s"
-        expired.append(Expired(row.id, rule, reason, bool(row.callback_url or row.dlr_url)))
-        if row.callback_url or row.dlr_url:
-            reported.append(
-                CallProgress(
-                    call_id=row.id, state="completed", status=Status.MAX_USE.value,
-                    reason=reason, start_time=row.start_time, answer_time=None, end_time=now,
-                    duration=whole_seconds(row.start_time, now), billsec=0,
-                    attempts=row.attempts, scheduled_at=row.scheduled_at,
-                )  # fmt: skip
-            )
-    ended: list[Expired] = []
-    for item in expired:
-        # One statement per call, guarded by its state: a call claimed meanwhile goes on.
-        result = session.execute(_end(item, now).where(Call.state == "queued"))
-        if result.rowcount:  # type: ignore[attr-defined]
-            ended.append(item)
-    done = {item.call_id: item for item in ended}
-    for snapshot in reported:
-        if snapshot.call_id in done:
-            # The final callback (and dlrurl event), in this same transaction; then the rule
-            # again, as the snapshot's save rewrites the engine-owned fields.
-            report_job(snapshot, ["completed"])(session)
-            session.execute(_end(done[snapshot.call_id], now))
-    return ended
-
-
-def _end(item: Expired, now: datetime) -> Update:
-    return (
-        update(Call)
-        .where(Call.id == item.call_id)
-        .values(
-            state="completed", status=Status.MAX_USE.value, reason=item.reason,
-            decided_by_rule=item.rule, end_time=now, updated_at=now,
-        )  # fmt: skip
-        .execution_options(synchronize_session=False)
-    )
+        expired.append(Expired(row.id, rule, reason))
+    return expired
 
 
 def queue_position(session: Session, call: Call, *, now: datetime) -> int | None:
