@@ -62,19 +62,30 @@ async def run_click_to_call(
     await tracker.complete(*status_reason)
 
 
+async def _ring_agent(
+    tracker: CallTracker, trunk: Trunk, our_offer: bytes, ring_timeout: float
+) -> Answered | tuple[Status, str]:
+    """Ring leg 1 with our media offer: the agent who answered, else how the call ends."""
+    command = tracker.command
+    first = await ring(
+        tracker, trunk, leg=1, numbers=command.from_numbers, caller_id=command.bridge,
+        sdp=our_offer, ring_timeout=ring_timeout, stop=tracker.cancel_requested,
+        stopped_by=lambda: tracker.cancelled_by,
+    )  # fmt: skip
+    if isinstance(first, Answered):
+        return first
+    return click_to_call_status(first.verdict, None), f"leg 1: {first.verdict.explanation}"
+
+
 async def _bridge(
     tracker: CallTracker, trunk: Trunk, our_offer: bytes, ring_timeout: float, max_talk_s: float
 ) -> tuple[Status, str]:
     command = tracker.command
     cancel = tracker.cancel_requested
     to_wall = trunk.wall_clock()
-    first = await ring(
-        tracker, trunk, leg=1, numbers=command.from_numbers, caller_id=command.bridge,
-        sdp=our_offer, ring_timeout=ring_timeout, stop=cancel,
-        stopped_by=lambda: tracker.cancelled_by,
-    )  # fmt: skip
+    first = await _ring_agent(tracker, trunk, our_offer, ring_timeout)
     if not isinstance(first, Answered):
-        return click_to_call_status(first.verdict, None), f"leg 1: {first.verdict.explanation}"
+        return first
     agent, agent_track = first.call, first.track
     # Stored now, not with leg 2's first ring: after a crash in between, the record must
     # show that the agent had answered (FAILED_LEG2, not FAILED_LEG1).
@@ -132,16 +143,10 @@ async def _to_flow(
     flow: LegFlow,
 ) -> tuple[Status, str]:
     """Ring the agent (leg 1) and run the flow on that leg once it answers."""
-    command = tracker.command
-    cancel = tracker.cancel_requested
     to_wall = trunk.wall_clock()
-    first = await ring(
-        tracker, trunk, leg=1, numbers=command.from_numbers, caller_id=command.bridge,
-        sdp=our_offer, ring_timeout=ring_timeout, stop=cancel,
-        stopped_by=lambda: tracker.cancelled_by,
-    )  # fmt: skip
+    first = await _ring_agent(tracker, trunk, our_offer, ring_timeout)
     if not isinstance(first, Answered):
-        return click_to_call_status(first.verdict, None), f"leg 1: {first.verdict.explanation}"
+        return first
     tracker.set_state("answered")
     try:
         session.accept_answer(first.call.remote_sdp)
