@@ -20,11 +20,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from voiceplane.api import body, phone
-from voiceplane.api.deps import ApiKeyHeader, BackendDep, authenticate
-from voiceplane.api.errors import InvalidInput, NotFound
+from voiceplane.api import body
+from voiceplane.api.deps import ApiKeyHeader, BackendDep, authenticate, number_in_path
+from voiceplane.api.errors import InvalidInput
 from voiceplane.store import repository
-from voiceplane.store.models import Account, Number
+from voiceplane.store.models import Account
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -139,7 +139,7 @@ def get_number_capacity(
     """How many calls through this number may be up at once."""
     with backend.reading().begin() as session:
         account = authenticate(session, sid=sid, api_key=api_key)
-        own = _own_number(session, account, number)
+        own = number_in_path(session, account, number)
         return {"number": own.e164, "channels": own.channels}
 
 
@@ -155,19 +155,10 @@ def put_number_capacity(
     """Set ``channels`` (0: the number takes no calls; waiting ones end MAX-USE)."""
     with backend.sessions.begin() as session:
         account = authenticate(session, sid=sid, api_key=api_key)
-        own = _own_number(session, account, number)
+        own = number_in_path(session, account, number)
         change = _validated(NumberCapacityChange, fields)
         own.channels = change.channels
         session.flush()
         return {"number": own.e164, "channels": own.channels}
 
 
-def _own_number(session: Session, account: Account, text: str) -> Number:
-    try:
-        e164 = phone.to_e164(text)
-    except phone.NumberError as exc:
-        raise InvalidInput(str(exc), field="number", code="invalid_number") from None
-    found = repository.get_number(session, e164=e164)
-    if found is None or found.account_id != account.id:
-        raise NotFound(f"no number {e164} in this account")
-    return found

@@ -16,12 +16,13 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from voiceplane.api.errors import Unauthorized
+from voiceplane.api import phone
+from voiceplane.api.errors import InvalidInput, NotFound, Unauthorized
 from voiceplane.api.fields import OrderContext
 from voiceplane.api.placing import own_number
 from voiceplane.calls.commands import CallCommands
 from voiceplane.store import repository
-from voiceplane.store.models import Account, utcnow
+from voiceplane.store.models import Account, Number, utcnow
 from voiceplane.store.writer import StoreWriter
 
 T = TypeVar("T")
@@ -147,3 +148,16 @@ def authenticate(session: Session, *, sid: str, api_key: str | None) -> Account:
     if account is None:
         raise Unauthorized("the API key is not valid for this account")
     return account
+
+
+def number_in_path(session: Session, account: Account, text: str) -> Number:
+    """The number of ``account`` a route's path names (``/numbers/{number}/...``): a 400
+    naming ``number`` if it is no phone number, 404 if it is not this account's."""
+    try:
+        e164 = phone.to_e164(text)
+    except phone.NumberError as exc:
+        raise InvalidInput(str(exc), field="number", code="invalid_number") from None
+    found = repository.get_number(session, e164=e164)
+    if found is None or found.account_id != account.id:
+        raise NotFound(f"no number {e164} in this account")
+    return found

@@ -23,15 +23,13 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from voiceplane.api import body, phone
-from voiceplane.api.deps import ApiKeyHeader, BackendDep, authenticate
-from voiceplane.api.errors import InvalidInput, NotFound
+from voiceplane.api.deps import ApiKeyHeader, BackendDep, authenticate, number_in_path
+from voiceplane.api.errors import InvalidInput
 from voiceplane.policy import blocklist, settings
 from voiceplane.policy.permissions import RuleError
 from voiceplane.store import repository
-from voiceplane.store.models import Account, Number
 
 DEFAULT_PAGE: Final = 50
 CHANNELS: Final = ("voice",)
@@ -281,7 +279,7 @@ def get_number_dialing(
     of the account's)."""
     with backend.reading().begin() as session:
         account = authenticate(session, sid=sid, api_key=api_key)
-        own = _own_number(session, account, number)
+        own = number_in_path(session, account, number)
         rules = settings.number_rules(session, number_id=own.id)
         return {"number": own.e164, **rules.as_dict()}
 
@@ -298,7 +296,7 @@ def put_number_dialing(
     """Set the fields given, as for the account's settings (permissions only)."""
     with backend.sessions.begin() as session:
         account = authenticate(session, sid=sid, api_key=api_key)
-        own = _own_number(session, account, number)
+        own = number_in_path(session, account, number)
         current = settings.number_rules(session, number_id=own.id)
         try:
             changed = settings.changed_rules(current, fields)
@@ -308,12 +306,3 @@ def put_number_dialing(
         return {"number": own.e164, **changed.as_dict()}
 
 
-def _own_number(session: Session, account: Account, text: str) -> Number:
-    try:
-        e164 = phone.to_e164(text)
-    except phone.NumberError as exc:
-        raise InvalidInput(str(exc), field="number", code="invalid_number") from None
-    found = repository.get_number(session, e164=e164)
-    if found is None or found.account_id != account.id:
-        raise NotFound(f"no number {e164} in this account")
-    return found
