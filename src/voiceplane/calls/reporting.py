@@ -84,12 +84,15 @@ def _store(
     session: Session, reports: Sequence[Report], *, lease_until: datetime | None
 ) -> list[Written]:
     save_many(session, [report.snapshot for report in reports])
-    records = snapshot_records(session, [report.snapshot for report in reports])
+    # Records only for the saves that report something (most saves carry no event).
+    telling = [report.snapshot for report in reports if report.events]
+    records = iter(snapshot_records(session, telling))
     now = utcnow()
     batch: list[CallCallbacks] = []
-    for report, stored in zip(reports, records, strict=True):
+    for report in reports:
+        stored = next(records) if report.events else None
         callbacks: list[NewCallback] = []
-        if stored is not None and report.events:
+        if stored is not None:
             callbacks = _callbacks(report, stored, now)
         account_id = stored.account_id if stored is not None else 0
         batch.append((account_id, report.snapshot.call_id, callbacks))
