@@ -576,3 +576,53 @@ async def test_one_prompt_to_two_callers(media: EmbeddedMedia, peer: Peer) -> No
     assert sorted(len(p) for p in by_ssrc.values()) == [10, 10]
     for packets in by_ssrc.values():
         assert correlation(b"".join(g711.ulaw_decode(p.payload) for p in packets), prompt) > 0.99
+
+
+class _FullAtTimes:
+    """The session's socket, but the kernel's send buffer is "full" for some packets."""
+
+    def __init__(self, sock: socket.socket, refuse: object) -> None:
+        self._sock = sock
+        self._refuse = refuse
+        self.sent = 0
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+        self.sent += 1
+        assert callable(self._refuse)
+        error = self._refuse(self.sent)
+        if error is not None:
+            raise error
+        return self._sock.sendto(data, address)
+
+
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        pytest.param(lambda n: BlockingIOError() if n % 3 == 0 else None, id="buffer-full"),
+        pytest.param(lambda n: InterruptedError() if n == 2 else None, id="interrupted"),
+    ],
+)
+async def test_a_full_send_buffer_hands_packets_to_the_transport_in_order(
+    media: EmbeddedMedia, peer: Peer, refuse: object
+) -> None:
+    session = await connected(media, peer)
+    full = _FullAtTimes(session._socket, refuse)
+    session._socket = full  # type: ignore[assignment]
+    await session.play(tone(0.5))
+    await until(lambda: len(peer.packets) >= 25)
+    sequences = [p.sequence for _, p in peer.packets]
+    assert sequences == [(sequences[0] + i) % 65536 for i in range(25)]
+    assert full.sent >= 8  # the socket was tried first; the transport took the refused ones
+
+
+async def test_a_send_error_loses_that_packet_only(media: EmbeddedMedia, peer: Peer) -> None:
+    session = await connected(media, peer)
+    session._socket = _FullAtTimes(  # type: ignore[assignment]
+        session._socket, lambda n: ConnectionRefusedError() if n == 5 else None
+    )
+    await session.play(tone(0.2))  # no exception: RTP over UDP carries on
+    await until(lambda: len(peer.packets) >= 9)
+    await asyncio.sleep(0.05)
+    sequences = [p.sequence for _, p in peer.packets]
+    assert len(sequences) == 9
+    assert (sequences[3] + 2) % 65536 == sequences[4]  # the fifth packet is the one lost
