@@ -14,6 +14,11 @@ its final status and checks each against what the dialled numbers must give:
                    (BUSY_LEG2)
     outbound:      90% answer (ANSWER; no target, so we hang up on the answer), 10% busy
 
+Per step it also prints the CPU each process spent per call (serve, the sandbox, this load
+generator), counted until 2.5 s after the last POST so the calls' hangups are in it, and the
+load average; `--profile DIR` samples serve and the sandbox with py-spy (GIL-holding samples,
+collapsed stacks, one file per process and step).
+
 Two figures per service: the highest rate at which every call got its right status and
 nothing was lost (with the p50 and p99 of the POSTs there), and the highest rate at which
 that held with the API's p99 under 50 ms too. The ramp stops at the first rate where a
@@ -62,6 +67,7 @@ class Step:
     p50_ms: float
     p99_ms: float
     cpu_percent: float
+    cpu_ms: dict[str, float]  # CPU per call, by process (serve, sandbox, load)
 
     @property
     def right_statuses(self) -> bool:
@@ -82,6 +88,11 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU (the load generator), user and system."""
+    return time.process_time()
 
 
 def plan(service: str, index: int) -> tuple[dict[str, str], str]:
@@ -148,7 +159,7 @@ class Platform:
              "--channels", "10000"],
             env=self.env, check=True, capture_output=True,
         )  # fmt: skip
-        self._spawn("sandbox", log="sandbox.log")
+        self.operator = self._spawn("sandbox", log="sandbox.log")
         self.serve = self._spawn("serve", log="serve.log")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -170,7 +181,31 @@ class Platform:
                 proc.kill()
 
 
-async def offer(platform: Platform, service: str, rate: int, seconds: float, first: int) -> Step:
+def start_profiles(
+    platform: Platform, where: Path, name: str, seconds: float
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling serve and the sandbox for one step (collapsed stacks, ``--format raw``)."""
+    where.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    profilers = []
+    for label, proc in (("serve", platform.serve), ("sandbox", platform.operator)):
+        out = where / f"{name}-{label}.txt"
+        profilers.append(subprocess.Popen(
+            [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200", "--gil",
+             "--duration", str(int(seconds) + 2), "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+    return profilers
+
+
+async def offer(
+    platform: Platform,
+    service: str,
+    rate: int,
+    seconds: float,
+    first: int,
+    profile: Path | None = None,
+) -> Step:
     path = "click-to-call" if service == "click2call" else "outbound"
     url = f"/v1/{platform.sid}/voice/{path}"
     total = int(rate * seconds)
@@ -192,7 +227,12 @@ async def offer(platform: Platform, service: str, rate: int, seconds: float, fir
         else:
             refused += 1
 
-    cpu_before = cpu_seconds(platform.serve.pid)
+    watched = {"serve": platform.serve.pid, "sandbox": platform.operator.pid}
+    cpu_before = {label: cpu_seconds(pid) for label, pid in watched.items()}
+    load_before = own_cpu_seconds()
+    profilers = (
+        start_profiles(platform, profile, f"{service}-{rate}", seconds) if profile else []
+    )
     begin = loop.time()
     tasks = []
     for index in range(total):
@@ -203,8 +243,15 @@ async def offer(platform: Platform, service: str, rate: int, seconds: float, fir
         tasks.append(asyncio.create_task(one(index, due)))
     await asyncio.gather(*tasks)
     sent_for = loop.time() - begin
-    cpu_used = cpu_seconds(platform.serve.pid) - cpu_before
+    # Calls still run after the last POST (a click-to-call holds for about 1.1 s): their CPU
+    # counts too, so wait for the hangups before reading the counters.
+    await asyncio.sleep(2.5)
+    cpu_used = {label: cpu_seconds(pid) - cpu_before[label] for label, pid in watched.items()}
+    cpu_used["load"] = own_cpu_seconds() - load_before
+    serve_share = cpu_used["serve"] / (sent_for + 2.5)
     pool.close()
+    for profiler in profilers:
+        profiler.wait()
     statuses = await asyncio.to_thread(wait_final, platform.database, list(expected), 60)
     wrong: dict[str, int] = {}
     right = 0
@@ -227,7 +274,8 @@ async def offer(platform: Platform, service: str, rate: int, seconds: float, fir
         lost=lost,
         p50_ms=statistics.median(latencies),
         p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-        cpu_percent=100 * cpu_used / sent_for,
+        cpu_percent=100 * serve_share,
+        cpu_ms={label: 1000 * used / total for label, used in cpu_used.items()},
     )
 
 
@@ -259,7 +307,9 @@ def show(step: Step) -> None:
         f"{step.service:>10} {step.rate:>5}/s  offered={step.offered:<6} "
         f"accepted={step.accepted:<6} right={step.right:<6} lost={step.lost:<4} "
         f"p50={step.p50_ms:6.1f} ms  p99={step.p99_ms:6.1f} ms  "
-        f"serve cpu={step.cpu_percent:5.1f}%  {verdict}{wrong}",
+        f"serve cpu={step.cpu_percent:5.1f}%  cpu/call ms: "
+        + " ".join(f"{label}={ms:.2f}" for label, ms in step.cpu_ms.items())
+        + f"  load={os.getloadavg()[0]:.2f}  {verdict}{wrong}",
         flush=True,
     )
 
@@ -287,7 +337,9 @@ async def run(args: argparse.Namespace) -> int:
                 right: Step | None = None
                 clean: Step | None = None
                 for rate in rates:
-                    step = await offer(platform, service, rate, args.seconds, first)
+                    step = await offer(
+                        platform, service, rate, args.seconds, first, profile=args.profile
+                    )
                     first += step.offered
                     show(step)
                     if not step.right_statuses:
@@ -319,6 +371,10 @@ def main() -> int:
     parser.add_argument("--rates", default="25,50,100,150,200,300")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--logs", type=Path, help="copy serve's and sandbox's logs here")
+    parser.add_argument(
+        "--profile", type=Path,
+        help="py-spy serve and the sandbox during each step; collapsed stacks into this folder",
+    )  # fmt: skip
     return asyncio.run(run(parser.parse_args()))
 
 
