@@ -24,6 +24,7 @@ The store keeps a list as E.164 numbers joined with ``,``, which the engine spli
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 
 import phonenumbers
@@ -54,6 +55,23 @@ def parse_prefix(text: str) -> int:
 
 def to_e164(text: str, *, prefix: int | None = None) -> str:
     """``text`` as an E.164 number (``+919876543210``); see the module docstring."""
+    found = _to_e164_cached(text, prefix)
+    if isinstance(found, NumberError):
+        raise NumberError(str(found))
+    return found
+
+
+# libphonenumber takes about 100 µs a number, and an application places call after call
+# from the same agents and bridge: the answer (or the refusal) is remembered per spelling.
+@lru_cache(maxsize=65_536)
+def _to_e164_cached(text: str, prefix: int | None) -> str | NumberError:
+    try:
+        return _to_e164(text, prefix)
+    except NumberError as error:
+        return error
+
+
+def _to_e164(text: str, prefix: int | None) -> str:
     compact = "".join(text.split())
     if text[:1] == " " and compact[:1].isdigit():
         # A form body sent without encoding its + (curl -d to=+91...) arrives as a space.
