@@ -144,7 +144,7 @@ def build_platform(config: Config) -> Platform:
             media_dir=config.data.dir / "media", recordings_dir=config.data.dir / "recordings",
             tts_cache=config.data.dir / "prompts",
         ),
-        on_reported=dispatcher.wake,
+        on_reported=dispatcher.wake, keys=engine.keys,
     )  # fmt: skip
     incoming.handover = engine.handover
     sip.incoming = incoming

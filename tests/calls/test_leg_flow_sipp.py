@@ -225,3 +225,31 @@ async def test_a_dial_step_connects_the_callee_to_an_agent_who_hangs_up_after_a_
     reinvites = [m for m in invites if m.start_line.startswith("INVITE sip:sipp@")]
     assert len(reinvites) == 2  # in-dialog: to the callee's Contact
     assert "m=audio 6222" in reinvites[0].body and "m=audio 6222" not in reinvites[1].body
+
+
+async def test_a_key_the_callee_sends_by_sip_info_reaches_the_flows_menu(tmp_path: Path) -> None:
+    """SIPp answers and presses 5 by SIP INFO (no RTP): the INFO gets 200, the menu takes
+    the 5 branch, and the record keeps the key."""
+    press_five = {
+        "name": "Press five",
+        "steps": {
+            "menu": {"kind": "menu", "prompt": {"say": "Press five."}, "branches": {"5": "thanks"},
+                     "invalid": "bye", "timeout": 4, "retries": 0},
+            "thanks": {"kind": "say", "text": "Thank you.", "next": "bye"},
+            "bye": {"kind": "hangup"},
+        },
+    }  # fmt: skip
+    async with SippServer(
+        "uas_answer_info_key", tmp_path, calls=1, duration_ms=None,
+        values={"key": "5", "pause_ms": 500},
+    ) as sipp:  # fmt: skip
+        host, port = sipp.address
+        async with running_platform(tmp_path, trunk=f"{host}:{port}") as running:
+            flow_id = await published_flow(running, press_five)
+            call_id = await running.outbound(to=ANSWERS, target=f"flow:{flow_id}")
+            record = await running.wait_for(call_id, timeout=30)
+        result = await sipp.wait(10)
+    result.assert_ok(calls=1)
+    assert len(result.received(200)) == 1, "the INFO was not answered 200"
+    assert (record["status"], record["keypress"]) == ("ANSWER", "5")
+    assert "flow ended by the flow" in record["reason"]

@@ -42,6 +42,7 @@ from voiceplane.store.writer import StoreWriter
 from .before_dialing import Ended, Ending, end_queued, sweep_capacity
 from .click_to_call import run_click_to_call
 from .flow_target import FlowTargetError, flow_id_of
+from .key_routes import KeyRoutes
 from .leg_flow import FlowPlaces, FlowUnusable, LegFlow, load
 from .outbound import run_outbound
 from .outcome import click_to_call_status, platform_failure
@@ -106,6 +107,7 @@ class CallEngine:
         self.recovered = 0
         # Capacity and call rate (voiceplane.policy): see _claim_pass.
         self.channels = ChannelCounter()
+        self.keys = KeyRoutes()  # SIP INFO keys of outgoing legs running a flow
         self._rates = RateLimits(
             trunk_cps=self.settings.max_cps, trunk_burst=self.settings.cps_burst
         )
@@ -366,7 +368,7 @@ class CallEngine:
         )  # fmt: skip
         return await load(
             self._writer, account_id=command.account_id, flow_id=flow_id, places=places,
-            http=self._http,
+            http=self._http, keys=self.keys,
         )  # fmt: skip
 
 

@@ -60,6 +60,7 @@ from voiceplane.store.repository import insert_call
 from voiceplane.store.writer import StoreWriter
 
 from .flow_call import SipFlowCall
+from .key_routes import KeyRoutes
 from .outcome import leg_status
 from .reporting import Handover
 from .status import Status
@@ -152,6 +153,7 @@ class IncomingCalls:
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], datetime] | None = None,
         on_reported: Callable[[], None] | None = None,
+        keys: KeyRoutes | None = None,
     ) -> None:
         self._writer = writer
         self._media = media
@@ -165,8 +167,8 @@ class IncomingCalls:
         self._calls: dict[str, InboundCall] = {}  # by our call id, while handled
         self._tasks: set[asyncio.Task[object]] = set()
         self._stopping = False
-        # The media session of each call in a flow, by the SIP Call-ID (for SIP INFO keys).
-        self._sessions: dict[str, MediaSession] = {}
+        # SIP INFO keys of calls in a flow; shared with the engine's outgoing flow legs.
+        self.keys = keys if keys is not None else KeyRoutes()
         # Set by serve: new callbacks go straight to this process's dispatcher.
         self.handover: Handover | None = None
 
@@ -190,13 +192,9 @@ class IncomingCalls:
         await self.close()
 
     def key_pressed(self, sip_call_id: str, key: str) -> bool:
-        """A key the caller sent by SIP INFO: it joins the RFC 4733 ones of the call's
-        media session, for the flow's next gather. False if no flow runs for that call."""
-        session = self._sessions.get(sip_call_id)
-        if session is None:
-            return False
-        session.dtmf().put_nowait(key)
-        return True
+        """A key sent by SIP INFO: it joins the RFC 4733 ones of the media session of the
+        flow on that dialog (incoming, or an outgoing leg's). False if no flow runs there."""
+        return self.keys.press(sip_call_id, key)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -366,7 +364,6 @@ class IncomingCalls:
                                f"media setup failed: {error}", RULE_FLOW)  # fmt: skip
             return
         call.ring()
-        self._sessions[call.call_id] = session
         info = CallInfo(
             call_id=routed.call_id, caller=track.number, callee=tracker.command.to_numbers[0],
             flow_id=routed.flow_id, flow_version=routed.flow_version,
@@ -376,14 +373,15 @@ class IncomingCalls:
             tts_cache=self.settings.tts_cache,
         )  # fmt: skip
         try:
-            result = await asyncio.wait_for(
-                run_flow(
-                    flow, flow_call, http=self._client(), media_dir=self.settings.media_dir,
-                    recordings_dir=self.settings.recordings_dir, clock=self.clock,
-                    number_hours=hours,
-                ),  # fmt: skip
-                self.settings.max_flow_s,
-            )
+            with self.keys.route(call.call_id, session):
+                result = await asyncio.wait_for(
+                    run_flow(
+                        flow, flow_call, http=self._client(), media_dir=self.settings.media_dir,
+                        recordings_dir=self.settings.recordings_dir, clock=self.clock,
+                        number_hours=hours,
+                    ),  # fmt: skip
+                    self.settings.max_flow_s,
+                )
         finally:
             if call.outcome is None:
                 with contextlib.suppress(Exception):
@@ -391,7 +389,6 @@ class IncomingCalls:
                         call.hangup()
                     else:
                         call.reject(*NO_FLOW_REPLY[:2])
-            self._sessions.pop(call.call_id, None)
             await session.close()
         await self._finish_leg(call, track)
         await self._complete_flow(tracker, result)

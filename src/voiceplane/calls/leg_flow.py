@@ -33,6 +33,7 @@ from voiceplane.store.writer import StoreWriter
 
 from .dialing import Answered, finish_answered, hang_up
 from .flow_call import SipFlowCall
+from .key_routes import KeyRoutes
 from .outcome import LegVerdict
 from .tracker import BY_PLATFORM, CallTracker, WallClock
 from .trunk import Trunk
@@ -57,6 +58,7 @@ class LegFlow:
     version: int | None
     places: FlowPlaces
     http: httpx.AsyncClient
+    keys: KeyRoutes | None = None  # where SIP INFO keys on the leg's dialog are routed
 
 
 class FlowUnusable(Exception):
@@ -70,6 +72,7 @@ async def load(
     flow_id: str,
     places: FlowPlaces,
     http: httpx.AsyncClient,
+    keys: KeyRoutes | None = None,
 ) -> LegFlow:
     """The live version of the account's flow ``flow_id``; :class:`FlowUnusable` if none."""
 
@@ -87,7 +90,7 @@ async def load(
         flow = parse_flow(json.loads(document))
     except (FlowError, ValueError) as error:
         raise FlowUnusable(f"flow {flow_id}: the live version is unusable: {error}") from None
-    return LegFlow(flow, flow_id, version, places, http)
+    return LegFlow(flow, flow_id, version, places, http, keys)
 
 
 async def run_on_leg(
@@ -123,10 +126,17 @@ async def run_on_leg(
         )  # fmt: skip
     )
     stopper = asyncio.ensure_future(cancel.wait())
+    routing = (
+        leg_flow.keys.route(call.call_id, session)
+        if leg_flow.keys is not None
+        else contextlib.nullcontext()
+    )
     try:
-        await asyncio.wait(
-            (running, stopper), timeout=places.max_flow_s, return_when=asyncio.FIRST_COMPLETED
-        )
+        with routing:  # keys by SIP INFO reach the flow while it runs
+            await asyncio.wait(
+                (running, stopper), timeout=places.max_flow_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
         if not running.done() and call.outcome is None:
             with contextlib.suppress(Exception):
                 call.hangup()  # the flow sees its party gone and ends
