@@ -1,23 +1,30 @@
 """Prompt pacing through rtpengine with many callers held in a flow (issue 6: 2,000 legs).
 
     .venv/bin/python bench/ivr_media_rtpengine.py [--legs 2000] [--seconds 3] [--ramp 1]
+        [--realtime 50] [--media-threads N] [--option=--rtpengine-option ...]
 
-Starts its own rtpengine (userspace, tests/support/rtpengine.py), opens ``--legs``
-sessions of the rtpengine backend, each answering the SDP offer of one caller, and plays
-each caller a ``--seconds`` prompt while its session waits for a key (as a gather does).
-Callers join over ``--ramp`` seconds. A caller is a UDP socket in this process that is not
-read while the prompts play: the kernel stamps each packet on arrival (SO_TIMESTAMPNS) and
-keeps it, and the sockets are drained afterwards, so measuring costs no CPU during the run.
+Starts its own rtpengine (userspace, tests/support/rtpengine.py, with the backend's
+``DAEMON_OPTIONS``), opens ``--legs`` sessions of the rtpengine backend, each answering the
+SDP offer of one caller, and plays each caller a ``--seconds`` prompt while its session
+waits for a key (as a gather does). Callers join over ``--ramp`` seconds. A caller is a UDP
+socket in this process that is not read while the prompts play: the kernel stamps each
+packet on arrival (SO_TIMESTAMPNS) and keeps it, and the sockets are drained afterwards, so
+measuring costs no CPU during the run. Only RTP counts: rtpengine also sends RTCP to the
+port after each caller's, which may be another caller's socket.
 
 The figure: for every caller, the intervals between the prompt packets it received; the
 p99 of their distance from 20 ms over all callers. PASS when that is within 5 ms and no
-packet was lost. Also printed: rtpengine's CPU (of one core) and the load average.
+packet was lost. Also printed: the load average, rtpengine's CPU per prompt packet over the
+whole run and while every caller listens (after the last joined; by thread), and what that
+cost means in cores for this many legs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import dataclasses
 import itertools
 import math
 import os
@@ -61,14 +68,21 @@ def phone() -> socket.socket:
     return sock
 
 
+def is_rtp(data: bytes) -> bool:
+    # Version 2, and not RTCP (packet types 200-204 in the second byte, RFC 5761).
+    return len(data) >= 12 and data[0] >> 6 == 2 and not 200 <= data[1] <= 204
+
+
 def drain(sock: socket.socket) -> list[int]:
-    """Arrival times (ns) of the packets waiting on ``sock``."""
+    """Arrival times (ns) of the RTP packets waiting on ``sock``."""
     times: list[int] = []
     while True:
         try:
-            _, ancillary, _, _ = sock.recvmsg(2048, socket.CMSG_SPACE(TIMESPEC.size))
+            data, ancillary, _, _ = sock.recvmsg(2048, socket.CMSG_SPACE(TIMESPEC.size))
         except BlockingIOError:
             return times
+        if not is_rtp(data):
+            continue
         for level, kind, data in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                 seconds, nanoseconds = TIMESPEC.unpack(data[: TIMESPEC.size])
@@ -85,8 +99,50 @@ async def caller(session: RtpengineSession, prompt: bytes, delay: float) -> None
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu(Path(f"/proc/{pid}/stat"))
+
+
+def _cpu(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each of ``pid``'s threads, summed by thread name."""
+    totals: dict[str, float] = collections.defaultdict(float)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            totals[name] += _cpu(task / "stat")
+        except (OSError, ValueError):  # a thread that just ended
+            continue
+    return totals
+
+
+@dataclasses.dataclass
+class Cpu:
+    """rtpengine's CPU seconds over the run and over the window in which all callers listen."""
+
+    run: float = 0.0
+    run_wall: float = 0.0
+    steady: float = 0.0
+    steady_wall: float = 0.0
+    threads: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+async def watch_steady(pid: int, ramp: float, seconds: float, cpu: Cpu) -> None:
+    """Measure rtpengine's CPU from just after the last caller joined to just before the
+    first caller's prompt ends: every caller listening, no prompt starting or ending."""
+    window = seconds - ramp - 0.6
+    if window < 0.5:
+        return
+    await asyncio.sleep(ramp + 0.3)
+    began, before, threads = time.perf_counter(), cpu_seconds(pid), thread_cpu(pid)
+    await asyncio.sleep(window)
+    cpu.steady_wall = time.perf_counter() - began
+    cpu.steady = cpu_seconds(pid) - before
+    after = thread_cpu(pid)
+    cpu.threads = {name: after[name] - threads.get(name, 0.0) for name in after}
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -100,8 +156,8 @@ async def run(
     phones: list[socket.socket],
     seconds: float,
     ramp: float,
-) -> tuple[list[list[int]], float, float, float, list[BaseException]]:
-    """Set the legs up, play, drain: (arrivals, setup s, wall s, rtpengine CPU s, failures)."""
+) -> tuple[list[list[int]], float, Cpu, list[BaseException]]:
+    """Set the legs up, play, drain: (arrivals, setup s, rtpengine CPU, failures)."""
     legs = len(phones)
     sessions = []
     began = time.perf_counter()
@@ -116,17 +172,20 @@ async def run(
             raise
     setup = time.perf_counter() - began
     prompt = tone(seconds)
-    began, cpu = time.perf_counter(), cpu_seconds(daemon.pid)
+    cpu = Cpu()
+    steady = asyncio.ensure_future(watch_steady(daemon.pid, ramp, seconds, cpu))
+    began, before = time.perf_counter(), cpu_seconds(daemon.pid)
     outcomes = await asyncio.gather(
         *(caller(s, prompt, ramp * i / legs) for i, s in enumerate(sessions)),
         return_exceptions=True,
     )
-    wall, cpu = time.perf_counter() - began, cpu_seconds(daemon.pid) - cpu
+    cpu.run_wall, cpu.run = time.perf_counter() - began, cpu_seconds(daemon.pid) - before
+    await steady
     await asyncio.sleep(0.5)  # the last packets' way to the callers
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     if failed:
         print(f"{len(failed)} callers failed, first: {failed[0]!r}")
-    return [drain(sock) for sock in phones], setup, wall, cpu, failed
+    return [drain(sock) for sock in phones], setup, cpu, failed
 
 
 async def bench(daemon: RtpengineDaemon, legs: int, seconds: float, ramp: float) -> bool:
@@ -134,7 +193,7 @@ async def bench(daemon: RtpengineDaemon, legs: int, seconds: float, ramp: float)
     await media.start()
     phones = [phone() for _ in range(legs)]
     try:
-        arrivals, setup, wall, cpu, failed = await run(daemon, media, phones, seconds, ramp)
+        arrivals, setup, cpu, failed = await run(daemon, media, phones, seconds, ramp)
     finally:
         await media.close()  # also on a failure: its prompt folder goes too
         for sock in phones:
@@ -150,18 +209,50 @@ async def bench(daemon: RtpengineDaemon, legs: int, seconds: float, ramp: float)
         return False
     p50, p99 = percentile(deviations, 0.5), percentile(deviations, 0.99)
     passed = p99 <= LIMIT_MS and lost == 0 and not failed
+    received = sum(len(leg) for leg in arrivals)
     print(
-        f"legs {legs}, prompt {seconds:g} s, ramp {ramp:g} s, load {os.getloadavg()[0]:.1f}, "
-        f"rtpengine threads {daemon.threads or 'default'} {' '.join(daemon.extra)}, "
+        f"legs {legs}, prompt {seconds:g} s, ramp {ramp:g} s, "
+        f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "
+        f"rtpengine {' '.join(daemon.command()[11:])}, "
         f"setup {setup:.1f} s ({1000 * setup / legs:.2f} ms a leg)"
     )
     print(
         f"interval deviation from {PTIME_MS:g} ms: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
         f"max {max(deviations):.2f} ms; lost {lost} of {frames * legs}"
     )
-    print(f"rtpengine CPU {100 * cpu / wall:.0f}% of one core over {wall:.1f} s")
+    print(
+        f"rtpengine CPU {100 * cpu.run / cpu.run_wall:.0f}% of one core over "
+        f"{cpu.run_wall:.1f} s: {1e6 * cpu.run / max(1, received):.1f} us a packet received, "
+        "prompt starts included"
+    )
+    report_steady(cpu, legs)
     print(f"{'PASS' if passed else 'FAIL'}: p99 within {LIMIT_MS:g} ms of {PTIME_MS:g} ms")
     return passed
+
+
+def report_steady(cpu: Cpu, legs: int) -> None:
+    """CPU per packet while every caller listens, and what it means for this machine."""
+    if not cpu.steady_wall:
+        print("(no window with every caller listening: --seconds must exceed --ramp + 1)")
+        return
+    rate = legs * 1000 / PTIME_MS  # packets a second rtpengine must send
+    share = cpu.steady / cpu.steady_wall
+    per_packet = 1e6 * share / rate
+    busy = ", ".join(
+        f"{name} {100 * spent / cpu.steady_wall:.0f}%"
+        for name, spent in sorted(cpu.threads.items(), key=lambda item: -item[1])
+        if spent / cpu.steady_wall >= 0.01
+    )
+    print(
+        f"all {legs} listening ({cpu.steady_wall:.1f} s): rtpengine {100 * share:.0f}% of one "
+        f"core ({busy}) = {per_packet:.1f} us a packet at {rate:,.0f} packets/s"
+    )
+    print(
+        f"at {per_packet:.1f} us a packet, one core sends {1e6 / per_packet:,.0f} packets/s "
+        f"({1e6 / per_packet * PTIME_MS / 1000:,.0f} legs); {legs} legs need "
+        f"{share:.2f} cores, 2,000 legs {2000 * per_packet * 1000 / PTIME_MS / 1e6:.2f}; "
+        f"this machine has {os.cpu_count()}"
+    )
 
 
 def main() -> None:
@@ -170,6 +261,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds over which callers join")
     parser.add_argument("--threads", type=int, default=None, help="rtpengine --num-threads")
+    parser.add_argument(
+        "--media-threads",
+        type=int,
+        default=None,
+        help="rtpengine --media-num-threads (default: the backend's DAEMON_OPTIONS)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="another rtpengine option, e.g. --option=--log-level=3 (repeatable)",
+    )
     parser.add_argument(
         "--realtime",
         type=int,
@@ -189,12 +292,12 @@ def main() -> None:
     # and twice that for the ports it skips: below Linux's ephemeral range (32768-), where
     # this process's own sockets are.
     ports = min(8 * args.legs + 200, 32000 - 10000)
+    extra = tuple(args.option)
+    if args.media_threads is not None:
+        extra += (f"--media-num-threads={args.media_threads}",)
     with (
         RtpengineDaemon(
-            ports=ports,
-            low=10000,
-            threads=args.threads,
-            extra=("--scheduling=fifo", f"--priority={args.realtime}") if args.realtime else (),
+            ports=ports, low=10000, threads=args.threads, realtime=args.realtime, extra=extra
         ) as daemon,
         asyncio.Runner(loop_factory=loop_factory) as runner,
     ):

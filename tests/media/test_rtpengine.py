@@ -409,3 +409,51 @@ async def test_a_cancelled_prompt_stops(media: RtpengineMedia, phone: Phone) -> 
     await phone.collect(0.5)
     assert phone.arrivals == []
     await session.close()
+
+
+async def test_a_prompt_is_written_once_for_every_session_that_plays_it(
+    media: RtpengineMedia,
+) -> None:
+    phones = [Phone.open(), Phone.open()]
+    try:
+        sessions = [await incoming(media, far_end) for far_end in phones]
+        listening = [asyncio.ensure_future(far_end.collect(0.9)) for far_end in phones]
+        await asyncio.gather(*(session.play(tone(0.4)) for session in sessions))
+        await asyncio.gather(*listening)
+        for far_end in phones:  # both callers heard it all
+            assert 18 <= len(far_end.arrivals) <= 22
+        folder = media.prompt_folder
+        assert folder is not None
+        assert len(list(folder.iterdir())) == 1  # one file, played twice
+        await sessions[0].play(tone(0.1, frequency=880))
+        assert len(list(folder.iterdir())) == 2  # another prompt, another file
+        for session in sessions:
+            await session.close()
+    finally:
+        for far_end in phones:
+            far_end.close()
+    await media.close()
+    assert not folder.exists()
+
+
+async def test_the_least_recently_played_prompt_file_goes_first(
+    media: RtpengineMedia, phone: Phone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("voiceplane.media.rtpengine.PROMPT_FILES", 2)
+    session = await incoming(media, phone)
+    folder = media.prompt_folder
+    assert folder is not None
+    low, middle, high = (tone(0.05, frequency=hz) for hz in (300, 600, 900))
+    await session.play(low)
+    (low_file,) = folder.iterdir()
+    await session.play(middle)
+    (middle_file,) = set(folder.iterdir()) - {low_file}
+    await session.play(low)  # played again: now the most recent
+    await session.play(high)  # a third prompt: the middle one's file goes
+    files = set(folder.iterdir())
+    assert len(files) == 2 and low_file in files and middle_file not in files
+    listening = asyncio.ensure_future(phone.collect(0.3))
+    await session.play(middle)  # written again, and played
+    await listening
+    assert len(phone.arrivals) >= 2
+    await session.close()

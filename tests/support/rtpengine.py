@@ -2,8 +2,10 @@
 
 ``RtpengineDaemon`` starts ``rtpengine`` in the foreground with no config file, its ng port
 and DTMF log destination on free loopback ports and its media ports in a range of its own,
-waits until it answers ping, and stops it. ``requires_rtpengine`` skips a test when the
-binary is missing, except in CI (env ``CI`` set), where scripts/setup.sh installs it.
+with the options the backend recommends for its player (``DAEMON_OPTIONS`` in
+``voiceplane.media.rtpengine``), waits until it answers ping, and stops it.
+``requires_rtpengine`` skips a test when the binary is missing, except in CI (env ``CI``
+set), where scripts/setup.sh installs it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 
 from tests.support.sipp import free_port
 from voiceplane.media.bencode import decode, encode
+from voiceplane.media.rtpengine import DAEMON_OPTIONS
 
 BINARY = "rtpengine"
 LOOPBACK = "127.0.0.1"
@@ -46,6 +49,7 @@ class RtpengineDaemon:
         ports: int = 1000,
         low: int | None = None,
         threads: int | None = None,
+        realtime: int = 0,
         extra: tuple[str, ...] = (),
     ) -> None:
         self.ng = (LOOPBACK, free_port("udp"))
@@ -54,7 +58,9 @@ class RtpengineDaemon:
             low = 20000 + 2 * secrets.randbelow((60000 - 20000 - ports) // 2)
         self.port_range = (low, low + ports - 1)
         self.threads = threads
-        self.extra = extra  # more command-line options, e.g. --scheduling=fifo
+        # SCHED_FIFO at this priority for every rtpengine thread (0: the default policy).
+        self.realtime = realtime
+        self.extra = extra  # more command-line options, after (and so over) DAEMON_OPTIONS
         self._workdir = Path(tempfile.mkdtemp(prefix="rtpengine-"))
         self.log_path = self._workdir / "rtpengine.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -81,7 +87,9 @@ class RtpengineDaemon:
         ]
         if self.threads is not None:
             args.append(f"--num-threads={self.threads}")
-        return args + list(self.extra)
+        if self.realtime:
+            args += ["--scheduling=fifo", f"--priority={self.realtime}"]
+        return args + list(DAEMON_OPTIONS) + list(self.extra)
 
     def start(self) -> None:
         log = self.log_path.open("wb")

@@ -48,15 +48,17 @@ Capacity (bench/ivr_media_rtpengine.py, 2 shared cores): rtpengine's player cost
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
+import hashlib
 import ipaddress
 import logging
 import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +74,20 @@ from .matroska import pcm_to_matroska
 from .recorder import Recorder, check_request
 from .rtp import RtpPacket, is_rtcp
 
-__all__ = ["RtpengineMedia", "RtpengineSession"]
+__all__ = ["DAEMON_OPTIONS", "RtpengineMedia", "RtpengineSession"]
 
 log = logging.getLogger(__name__)
 
 PEER = "peer"  # rtpengine's tag for the far end of a session
 US = "voiceplane"  # and for our socket
+
+# Options to start rtpengine 10.5 with for this backend (beside --interface, --listen-ng,
+# --dtmf-log-dest and --table=-1). One media thread: the player's threads share one timer
+# queue, and with 4 (the default here) each packet cost 60-70 us of CPU against 40 us with
+# one (bench/ivr_media_rtpengine.py, README "IVR media, rtpengine backend").
+DAEMON_OPTIONS: tuple[str, ...] = ("--media-num-threads=1",)
+# Prompt files kept for reuse (a few MB: a 10 s prompt is 160 kB).
+PROMPT_FILES = 256
 
 _DECODERS: dict[str, Callable[[bytes], bytes]] = {
     "pcmu": g711.ulaw_decode,
@@ -116,6 +126,10 @@ class RtpengineMedia(MediaBackend):
         self._dtmf_transport: asyncio.DatagramTransport | None = None
         self._sessions: dict[str, RtpengineSession] = {}
         self._prompts: Path | None = None
+        # Prompt files by their PCM's digest, oldest use first (see _prompt_file).
+        self._prompt_files: collections.OrderedDict[str, asyncio.Future[Path]] = (
+            collections.OrderedDict()
+        )
         self._closed = False
 
     @property
@@ -131,6 +145,11 @@ class RtpengineMedia(MediaBackend):
             return None
         name = self._dtmf_transport.get_extra_info("sockname")
         return str(name[0]), int(name[1])
+
+    @property
+    def prompt_folder(self) -> Path | None:
+        """Where the prompt files rtpengine plays are written (``None`` until started)."""
+        return self._prompts
 
     async def start(self) -> None:
         """Connect, check rtpengine answers (``MediaError`` if not), listen for digits."""
@@ -160,7 +179,6 @@ class RtpengineMedia(MediaBackend):
         if self._closed:
             raise MediaError("the media backend is closed")
         client = self.client
-        assert self._prompts is not None
         loop = asyncio.get_running_loop()
         receiver = _Datagrams(lambda data: None)
         try:
@@ -175,7 +193,7 @@ class RtpengineMedia(MediaBackend):
             client,
             transport,
             receiver,
-            self._prompts,
+            self._prompt_file,
             digits_logged=self._dtmf_transport is not None,
             on_close=self._forget,
         )
@@ -195,11 +213,50 @@ class RtpengineMedia(MediaBackend):
         if self._prompts is not None:
             shutil.rmtree(self._prompts, ignore_errors=True)
             self._prompts = None
+        self._prompt_files.clear()
+
+    async def _prompt_file(self, pcm: bytes) -> Path:
+        """The Matroska file rtpengine plays for ``pcm``: one per distinct prompt.
+
+        Written once and played by every session that plays the same audio, so a prompt
+        costs no write per call, and rtpengine's player cache (--player-cache, 11 and
+        later), which is keyed by path, decodes it once for all. Content-addressed: a name
+        never changes what it holds, so a file removed (the least recently used beyond
+        ``PROMPT_FILES``) and written again is the same file to a cache.
+        """
+        if self._prompts is None:
+            raise MediaError("the rtpengine backend is not started")
+        key = hashlib.blake2b(pcm, digest_size=16).hexdigest()
+        written = self._prompt_files.get(key)
+        if written is None:
+            written = asyncio.ensure_future(self._write_prompt(self._prompts, key, pcm))
+            self._prompt_files[key] = written
+            while len(self._prompt_files) > PROMPT_FILES:
+                _, old = self._prompt_files.popitem(last=False)
+                # rtpengine opens a file when told to play it and reads its open file
+                # from then on, so removing one that is playing cuts nothing short.
+                old.add_done_callback(_unlink_prompt)
+        else:
+            self._prompt_files.move_to_end(key)
+        return await asyncio.shield(written)
+
+    async def _write_prompt(self, folder: Path, key: str, pcm: bytes) -> Path:
+        path = folder / f"{key}.mkv"
+        try:
+            await asyncio.to_thread(_write_prompt, path, pcm_to_matroska(pcm))
+        except OSError as exc:
+            self._prompt_files.pop(key, None)  # the next play of it tries again
+            raise MediaError(f"cannot write the prompt for rtpengine: {exc}") from exc
+        return path
 
     def _forget(self, session: RtpengineSession) -> None:
         self._sessions.pop(session.call_id, None)
 
     def _on_dtmf_log(self, data: bytes) -> None:
+        if data[:1] and data[0] >> 6 == 2:
+            # RTP version 2, not JSON: rtpengine sends RTCP to the port after each RTP port
+            # in our SDP, and the port after a session socket's may be this one.
+            return
         try:
             event = ng.parse_dtmf_log(data)
         except MediaError as exc:
@@ -227,7 +284,7 @@ class RtpengineSession(MediaSession):
         client: ng.NgClient,
         transport: asyncio.DatagramTransport,
         receiver: _Datagrams,
-        prompts: Path,
+        prompt_file: Callable[[bytes], Awaitable[Path]],
         *,
         digits_logged: bool,
         on_close: Callable[[RtpengineSession], None],
@@ -235,7 +292,7 @@ class RtpengineSession(MediaSession):
         self.call_id = call_id
         self._client = client
         self._transport = transport
-        self._prompts = prompts
+        self._prompt_file = prompt_file
         self._digits_logged = digits_logged
         self._on_close = on_close
         name = transport.get_extra_info("sockname")
@@ -346,21 +403,14 @@ class RtpengineSession(MediaSession):
         await self.play(await load_wav(path))
 
     async def _play(self, pcm: bytes) -> None:
-        path = self._prompts / f"{self.call_id}-{secrets.token_hex(4)}.mkv"
+        path = await self._prompt_file(pcm)
+        await self._client.request(ng.play_media(self.call_id, PEER, file=str(path)))
         try:
-            await asyncio.to_thread(_write_prompt, path, pcm_to_matroska(pcm))
-        except OSError as exc:
-            raise MediaError(f"cannot write the prompt for rtpengine: {exc}") from exc
-        try:
-            await self._client.request(ng.play_media(self.call_id, PEER, file=str(path)))
-            try:
-                await self._until_closed(len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH))
-            except asyncio.CancelledError:
-                if not self._is_closed():  # the caller stopped listening, the call goes on
-                    self._background(ng.stop_media(self.call_id, PEER))
-                raise
-        finally:
-            path.unlink(missing_ok=True)  # rtpengine has read it by now, or no longer will
+            await self._until_closed(len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH))
+        except asyncio.CancelledError:
+            if not self._is_closed():  # the caller stopped listening, the call goes on
+                self._background(ng.stop_media(self.call_id, PEER))
+            raise
 
     # ----------------------------------------------------------------- receiving
 
@@ -486,5 +536,13 @@ def _parse(sdp: bytes, what: str) -> SessionDescription:
 
 
 def _write_prompt(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o644)  # rtpengine may run as another user
+    # Under a temporary name first: rtpengine never opens a half-written file.
+    partial = path.with_suffix(f".{secrets.token_hex(4)}.partial")
+    partial.write_bytes(data)
+    partial.chmod(0o644)  # rtpengine may run as another user
+    partial.replace(path)
+
+
+def _unlink_prompt(written: asyncio.Future[Path]) -> None:
+    if not written.cancelled() and written.exception() is None:
+        written.result().unlink(missing_ok=True)
