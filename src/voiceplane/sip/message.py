@@ -9,8 +9,9 @@ structured views live in ``headers``. Anything that is not a SIP message raises
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .errors import SipParseError
 from .headers import CSeq, NameAddr, Via, split_commas, tag_of
@@ -67,6 +68,8 @@ def normalize_name(name: str) -> str:
 
 _LOOKUP: dict[str, str] = {}
 
+V = TypeVar("V")
+
 
 def _lookup_name(name: str) -> str:
     """``Via``, ``v`` and ``via`` all find ``via``; cached, since lookups are on the hot path."""
@@ -79,9 +82,13 @@ def _lookup_name(name: str) -> str:
 
 
 class Headers:
-    """An immutable, ordered list of ``(name, value)`` with case-insensitive lookup."""
+    """An immutable, ordered list of ``(name, value)`` with case-insensitive lookup.
 
-    __slots__ = ("_items",)
+    Parsed views of its values (the top Via, CSeq ...) are kept once made: every layer asks
+    for them again, and the headers never change.
+    """
+
+    __slots__ = ("_items", "_views")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         normalized = []
@@ -90,13 +97,27 @@ class Headers:
                 raise ValueError(f"line break in the value of header {name!r}")
             normalized.append((normalize_name(name), value))
         self._items: tuple[tuple[str, str], ...] = tuple(normalized)
+        self._views: dict[Callable[[Headers], Any], Any] | None = None
 
     @classmethod
     def _trusted(cls, items: tuple[tuple[str, str], ...]) -> Headers:
         """Build from names that are already normalised (the parser and the core)."""
         obj = cls.__new__(cls)
         obj._items = items
+        obj._views = None
         return obj
+
+    def view(self, make: Callable[[Headers], V]) -> V:
+        """``make(self)``, made once per Headers (an error is raised again each time)."""
+        views = self._views
+        if views is None:
+            views = self._views = {}
+        elif make in views:
+            found: V = views[make]
+            return found
+        value = make(self)
+        views[make] = value
+        return value
 
     def get(self, name: str) -> str | None:
         """The first value of ``name`` (first element of a comma list for multi-value headers)."""
@@ -190,34 +211,62 @@ class _MessageViews:
 
     @property
     def call_id(self) -> str:
-        return self.headers.get("call-id") or ""
+        return self.headers.view(_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return CSeq.parse(self.headers.get("cseq") or "")
+        return self.headers.view(_cseq)
 
     @property
     def top_via(self) -> Via:
-        value = self.headers.get("via")
-        if value is None:
-            raise SipParseError("no Via header")
-        return Via.parse(value)
+        return self.headers.view(_top_via)
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self.headers.get("from") or "")
+        return self.headers.view(_from)
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self.headers.get("to") or "")
+        return self.headers.view(_to)
 
     @property
     def from_tag(self) -> str | None:
-        return tag_of(self.headers.get("from") or "")
+        return self.headers.view(_from_tag)
 
     @property
     def to_tag(self) -> str | None:
-        return tag_of(self.headers.get("to") or "")
+        return self.headers.view(_to_tag)
+
+
+def _call_id(headers: Headers) -> str:
+    return headers.get("call-id") or ""
+
+
+def _cseq(headers: Headers) -> CSeq:
+    return CSeq.parse(headers.get("cseq") or "")
+
+
+def _top_via(headers: Headers) -> Via:
+    value = headers.get("via")
+    if value is None:
+        raise SipParseError("no Via header")
+    return Via.parse(value)
+
+
+def _from(headers: Headers) -> NameAddr:
+    return NameAddr.parse(headers.get("from") or "")
+
+
+def _to(headers: Headers) -> NameAddr:
+    return NameAddr.parse(headers.get("to") or "")
+
+
+def _from_tag(headers: Headers) -> str | None:
+    return tag_of(headers.get("from") or "")
+
+
+def _to_tag(headers: Headers) -> str | None:
+    return tag_of(headers.get("to") or "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +307,10 @@ class Response(_MessageViews):
 
 Message = Request | Response
 
+# Header names as written on the wire (``Via``, ``v``, ``CSeq ``) that passed the token
+# check, mapped to their normalised form: most messages only use a dozen of them.
+_HEADER_NAMES: dict[str, str] = {}
+
 _REQUIRED_ORDER = ("via", "from", "to", "call-id", "cseq")
 _REQUIRED = frozenset(_REQUIRED_ORDER)
 
@@ -284,7 +337,14 @@ def parse_message(data: bytes) -> Message:
     lines = head.replace("\r\n", "\n").split("\n")
     start = lines[0]
     items: list[tuple[str, str]] = []
+    names = _HEADER_NAMES
     for line in lines[1:]:
+        raw_name, colon, value = line.partition(":")
+        known = names.get(raw_name)
+        if known is not None and colon:
+            # A header name seen (and checked) before: the usual case.
+            items.append((known, value.strip(" \t")))
+            continue
         if not line:
             raise SipParseError("empty line inside the headers")
         if line[0] in " \t":
@@ -293,12 +353,14 @@ def parse_message(data: bytes) -> Message:
             name, value = items[-1]
             items[-1] = (name, f"{value} {line.strip()}".strip())
             continue
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
+        name = raw_name.rstrip(" \t")
         if not colon or not _TOKEN.fullmatch(name):
             raise SipParseError(f"bad header line: {line[:80]!r}")
         lname = name.lower()
-        items.append((COMPACT_FORMS.get(lname, lname), value.strip(" \t")))
+        normalized = COMPACT_FORMS.get(lname, lname)
+        items.append((normalized, value.strip(" \t")))
+        if len(names) < 4096:  # bounded: names come from the network
+            names[raw_name] = normalized
     headers = Headers._trusted(tuple(items))
     if not _REQUIRED.issubset(name for name, _ in items):
         present = {name for name, _ in items}
@@ -314,7 +376,7 @@ def parse_message(data: bytes) -> Message:
         if length > len(body):
             raise SipParseError("body shorter than Content-Length")
         body = body[:length]
-    cseq = CSeq.parse(headers.get("cseq") or "")
+    cseq = headers.view(_cseq)
 
     if start.startswith("SIP/"):
         version, _, rest = start.partition(" ")
