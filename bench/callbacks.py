@@ -2,11 +2,14 @@
 
     .venv/bin/python bench/callbacks.py [--rates 1000,2000,3000] [--seconds 10]
                                         [--per-destination 32] [--store-url URL]
+                                        [--sender child|inline]
 
 The platform's own parts, as ``voiceplane serve`` runs them: the store (SQLite in a
 temporary directory, ``synchronous=FULL``: every commit is durable), its group-commit writer
-and the callback dispatcher (aiohttp). The receiver is a plain HTTP server in a process of its
-own (``_callback_receiver.py``) that answers 204 and notes when each callback arrived.
+and the callback dispatcher, its HTTP attempts (aiohttp) made by a sender process of its own
+as in ``serve`` (``--sender inline``: in the bench's process). The receiver is a plain HTTP
+server in a process of its own (``_callback_receiver.py``) that answers 204 and notes when
+each callback arrived.
 
 At each rate, calls end open-loop (one every 1/rate s): each end is the engine's real
 report (``LeasedReports``: the completed snapshot and its status callback in one
@@ -17,6 +20,12 @@ p99. A rate passes when every callback arrived, exactly once, and the p99 is und
 
 The ceiling to compare with: the same receiver, the same HTTP client (aiohttp) and
 concurrency, with no store at all (``ceiling`` line): what the HTTP part alone could do here.
+
+Each rate also prints the CPU time spent per callback delivered (user + system, from the
+first call's end to the last delivery) by the bench's own process (the engine's reports,
+the store writer and the dispatcher), by the sender process and by the receiver, and the
+machine's load average when the rate began: on this shared 2-core machine, CPU per
+callback stays honest when other work distorts the rates.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from pathlib import Path
 import aiohttp
 from sqlalchemy import select
 
+from voiceplane.callbacks.child import ChildSender
 from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from voiceplane.calls.reporting import LeasedReports, Report
 from voiceplane.calls.status import Status
@@ -84,6 +94,12 @@ class ReceiverProcess:
         return data
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -106,7 +122,12 @@ def completed(call_id: str, ended: datetime) -> CallProgress:
 
 
 async def run_rate(
-    rate: int, seconds: float, per_destination: int, workdir: Path, store_url: str | None
+    rate: int,
+    seconds: float,
+    per_destination: int,
+    workdir: Path,
+    store_url: str | None,
+    sender: str,
 ) -> dict:
     total = int(rate * seconds)
     data = workdir / f"rate-{rate}"
@@ -129,12 +150,13 @@ async def run_rate(
         ]
         repository.insert_calls(session, rows)
     call_ids = [row["id"] for row in rows]
-    dispatcher = Dispatcher(
-        store.sessions,
-        writer=store.writer,
-        settings=DispatcherSettings(per_destination=per_destination, max_in_flight=4000),
-    )
+    settings = DispatcherSettings(per_destination=per_destination, max_in_flight=4000)
+    child = ChildSender(settings.sender) if sender == "child" else None
+    dispatcher = Dispatcher(store.sessions, writer=store.writer, settings=settings, sender=child)
     await dispatcher.start()
+    if child is not None:
+        await child.ready()  # its start-up is not part of the figure
+    load = os.getloadavg()[0]
     # As the engine does in serve (voiceplane.calls.reporting.Handover): new callbacks are
     # stored leased to this process and handed straight to the dispatcher.
     leased_reports = LeasedReports(dispatcher.settings.lease_s)
@@ -152,6 +174,12 @@ async def run_rate(
 
     ended: dict[str, float] = {}
     loop = asyncio.get_running_loop()
+    child_pid = child.pid if child is not None else None
+    cpu_before = (
+        time.process_time(),
+        cpu_s(child_pid) if child_pid else 0.0,
+        cpu_s(receiver.process.pid),
+    )
     started = loop.time()
     stored: list[asyncio.Future[tuple[OutboxMessage, ...]]] = []
     tick = 0.005
@@ -171,6 +199,11 @@ async def run_rate(
     while dispatcher.delivered < total and loop.time() < deadline:
         await asyncio.sleep(0.05)
     delivered_s = loop.time() - started
+    cpu_after = (
+        time.process_time(),
+        cpu_s(child_pid) if child_pid else 0.0,
+        cpu_s(receiver.process.pid),
+    )
     await dispatcher.stop()
     with store.sessions() as session:
         rows = session.execute(select(Outbox.id, Outbox.call_id))
@@ -184,7 +217,15 @@ async def run_rate(
     ]
     to_commit = [(committed[call] - ended[call]) * 1000 for call in committed]
     distinct = {webhook_id for webhook_id, _ in arrivals}
+    per_callback_us = [
+        (after - before) / max(1, dispatcher.delivered) * 1e6
+        for before, after in zip(cpu_before, cpu_after, strict=True)
+    ]
     return {
+        "load": load,
+        "cpu_main_us": per_callback_us[0],
+        "cpu_sender_us": per_callback_us[1],
+        "cpu_receiver_us": per_callback_us[2],
         "rate": rate,
         "calls": total,
         "arrived": len(distinct & call_of.keys()),
@@ -228,7 +269,7 @@ async def main(args: argparse.Namespace) -> int:
               f"({args.per_destination} connections)")  # fmt: skip
         for rate in rates:
             result = await run_rate(
-                rate, args.seconds, args.per_destination, workdir, args.store_url
+                rate, args.seconds, args.per_destination, workdir, args.store_url, args.sender
             )
             ok = (
                 result["arrived"] == result["calls"]
@@ -240,7 +281,11 @@ async def main(args: argparse.Namespace) -> int:
                 f"{result['duplicates']} duplicates, {result['delivered_per_s']:,.0f}/s "
                 f"delivered, end->arrival p50 {result['p50_ms']:.1f} ms "
                 f"p99 {result['p99_ms']:.1f} ms (stored p50 {result['commit_p50_ms']:.1f} ms, "
-                f"p99 {result['commit_p99_ms']:.1f} ms)  {'ok' if ok else 'FAIL'}",
+                f"p99 {result['commit_p99_ms']:.1f} ms)  {'ok' if ok else 'FAIL'}\n"
+                f"       CPU per callback: {result['cpu_main_us']:.0f} us main process "
+                f"(engine reports, store writer, dispatcher), {result['cpu_sender_us']:.0f} us "
+                f"sender process, {result['cpu_receiver_us']:.0f} us receiver; "
+                f"load average {result['load']:.2f} at the start",
                 flush=True,
             )
             if not ok:
@@ -263,6 +308,13 @@ if __name__ == "__main__":
     parser.add_argument("--rates", default="1000,2000,3000")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--per-destination", type=int, default=32)
+    parser.add_argument(
+        "--sender",
+        choices=("child", "inline"),
+        default="child",
+        help="where the HTTP attempts are made: a process of their own, as serve does "
+        "(child), or the bench's own process (inline)",
+    )
     parser.add_argument(
         "--store-url",
         help="an empty database to use instead of a fresh SQLite file (one rate per run: "

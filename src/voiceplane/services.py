@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
+from voiceplane.callbacks.child import ChildSender
 from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from voiceplane.calls.commands import CallCommands
 from voiceplane.calls.engine import CallEngine, EngineSettings
@@ -113,10 +114,14 @@ def build_platform(config: Config) -> Platform:
             )
         return Trunk(sip.ua, destination, credentials)
 
+    callback_settings = DispatcherSettings(**config.callbacks.model_dump())
     dispatcher = Dispatcher(
         store.sessions,
         writer=store.writer,
-        settings=DispatcherSettings(**config.callbacks.model_dump()),
+        settings=callback_settings,
+        # The HTTP attempts in a child process: on another core than the store writer and
+        # the engine (bench/callbacks.py); it ends with serve, even when serve is killed.
+        sender=ChildSender(callback_settings.sender),
     )
     # Imports (voiceplane dnd import, the admin API) write new generations in the data
     # directory; the registry switches to them by itself.

@@ -8,11 +8,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceplane.store import outbox
 from voiceplane.store import repository as repo
+from voiceplane.store.models import Outbox, OutboxAttempt
 from voiceplane.store.outbox import NewCallback
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -308,3 +309,34 @@ def test_record_results_keeps_every_attempt_and_ends_each_row_its_own_way(
 def test_an_attempt_result_ends_exactly_one_way(ends: dict[str, datetime]) -> None:
     with pytest.raises(ValueError, match="exactly one"):
         outbox.AttemptResult("msg_x", NOW, 204, None, 1, **ends)
+
+
+def test_timestamps_written_on_the_driver_are_stored_as_sqlalchemy_stores_them(
+    factory: sessionmaker[Session],
+) -> None:
+    # enqueue_many and record_results bypass SQLAlchemy's parameter processing. On SQLite a
+    # timestamp is text, compared as text: a whole second must be stored the way every
+    # other query writes and compares it ("...:00.000000"), or equal times would differ.
+    account_id, call_id = _call(factory)
+    until = NOW + timedelta(seconds=60)
+    with factory.begin() as session:
+        (written,) = outbox.enqueue_many(
+            session, [(account_id, call_id, [_post("a", URL + "/a"), _post("b", URL + "/b")])],
+            now=NOW, lease_until=until,
+        )  # fmt: skip
+        delivered, retried = (message.id for message in written.messages)
+        outbox.record_results(
+            session,
+            [outbox.AttemptResult(delivered, NOW, 204, None, 1, delivered_at=NOW),
+             outbox.AttemptResult(retried, NOW, 500, "HTTP 500", 1, retry_at=until)],
+        )  # fmt: skip
+    with factory() as session:
+        found = session.execute(
+            select(Outbox.id).where(
+                Outbox.created_at == NOW,
+                or_(Outbox.delivered_at == NOW, Outbox.next_attempt_at == until),
+            )
+        ).scalars()
+        assert sorted(found) == sorted([delivered, retried])
+        attempts = session.scalars(select(OutboxAttempt.outbox_id).where(OutboxAttempt.at == NOW))
+        assert sorted(attempts) == sorted([delivered, retried])

@@ -2,8 +2,11 @@
 to be given up.
 
 One asyncio task takes due rows from the store (``voiceplane.store.outbox.claim``: leased,
-in ``seq`` order per call and URL) and hands each to a sending task; all share one
-``aiohttp.ClientSession``. (httpx was the first client: measured here with
+in ``seq`` order per call and URL) and hands them to a sender (``voiceplane.callbacks.
+sending``), which makes the HTTP attempts with aiohttp: in this process by default, or in a
+child process of its own (``voiceplane.callbacks.child``, what ``serve`` uses: the HTTP
+work then runs on another core than the store writer and the engine). The dispatcher alone
+decides what an answer means and stores it. (httpx was the first client: measured here with
 bench/callbacks.py's receiver it delivered 240 requests/s over 32 connections, aiohttp
 9,000; the issue asks 2,000 callbacks/s.) A 2xx answer is delivered; anything else
 (another status, a refused connection, a timeout) is retried after an exponential backoff
@@ -31,16 +34,14 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 from sqlalchemy.orm import Session, sessionmaker
-from yarl import URL
 
 from voiceplane.store import outbox
 from voiceplane.store.models import utcnow
@@ -49,8 +50,17 @@ from voiceplane.store.writer import StoreWriter
 
 from . import signing
 from .latency import LatencyHistogram
+from .sending import (
+    USER_AGENT,
+    HttpSender,
+    Sender,
+    SenderSettings,
+    SendJob,
+    SendOutcome,
+    destination,
+)
 
-USER_AGENT: Final = "voiceplane-callbacks/1"
+__all__ = ["USER_AGENT", "Dispatcher", "DispatcherSettings", "backoff_s", "destination"]
 # How long a signing secret read from the store is used for handed-over callbacks: a
 # rotated secret signs them within this long (the retired one still signs too, for its
 # grace period).
@@ -74,6 +84,10 @@ class DispatcherSettings:
     lease_s: float = 60.0  # a taken row is nobody else's for this long
     secret_grace_s: float = 24 * 3600.0  # a rotated-out secret keeps signing this long
     drain_s: float = 2.0  # on stop, how long sends under way may finish
+
+    @property
+    def sender(self) -> SenderSettings:
+        return SenderSettings(self.connect_timeout_s, self.total_timeout_s, self.per_destination)
 
     def __post_init__(self) -> None:
         for name in (
@@ -99,36 +113,6 @@ def backoff_s(failures: int, settings: DispatcherSettings, rng: random.Random) -
     return rng.uniform(0, ceiling)
 
 
-def destination(url: str) -> tuple[str, str, int]:
-    """What the per-destination limit counts by: scheme, host, port."""
-    parsed = urlsplit(url)
-    scheme = parsed.scheme.lower()
-    port = parsed.port or (443 if scheme == "https" else 80)
-    return scheme, (parsed.hostname or "").lower(), port
-
-
-class _Limits:
-    """One semaphore per destination, dropped when nobody uses it."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._slots: dict[tuple[str, str, int], tuple[asyncio.Semaphore, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: tuple[str, str, int]) -> AsyncIterator[None]:
-        semaphore, users = self._slots.get(key, (asyncio.Semaphore(self._size), 0))
-        self._slots[key] = (semaphore, users + 1)
-        try:
-            async with semaphore:
-                yield
-        finally:
-            semaphore, users = self._slots[key]
-            if users == 1:
-                del self._slots[key]
-            else:
-                self._slots[key] = (semaphore, users - 1)
-
-
 Claimed = tuple[OutboxMessage, tuple[str, ...]]
 
 
@@ -142,20 +126,25 @@ class Dispatcher:
         settings: DispatcherSettings | None = None,
         writer: StoreWriter | None = None,
         client: aiohttp.ClientSession | None = None,
+        sender: Sender | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
+        """``sender`` makes the attempts: by default an ``HttpSender`` in this process
+        (on ``client`` if given); ``serve`` passes a ``ChildSender``."""
         self.settings = settings or DispatcherSettings()
+        if sender is not None and client is not None:
+            raise ValueError("give a sender or a client, not both")
         self._sessions = sessions
         self._writer = writer
-        self._client = client
-        self._owns_client = client is None
+        self.sender: Sender = sender or HttpSender(self.settings.sender, client=client)
         self._clock = clock
         self._rng = rng or random.Random()
-        self._limits = _Limits(self.settings.per_destination)
         self._doorbell = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._sending: dict[str, asyncio.Task[None]] = {}
+        self._sending: dict[str, OutboxMessage] = {}  # handed to the sender, no outcome yet
+        self._idle = asyncio.Event()  # set while nothing is being sent
+        self._idle.set()
         self._helpers: set[asyncio.Task[None]] = set()
         self._awaiting_secrets: dict[int, list[OutboxMessage]] = {}
         # Signing secrets by account, for callbacks handed over without a store read.
@@ -170,16 +159,7 @@ class Dispatcher:
     async def start(self) -> None:
         if self._loop_task is not None:
             raise RuntimeError("the dispatcher is already running")
-        if self._client is None:
-            settings = self.settings
-            self._client = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=settings.total_timeout_s, connect=settings.connect_timeout_s
-                ),
-                # Our own per-destination limit (_Limits) decides; the pool only reuses.
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
-                auto_decompress=False,
-            )
+        await self.sender.start(self._on_outcome)
         self._loop_task = asyncio.create_task(self._run(), name="callback-dispatcher")
 
     async def stop(self) -> None:
@@ -192,22 +172,19 @@ class Dispatcher:
         for helper in list(self._helpers):  # handed-over rows keep their leases
             helper.cancel()
         await asyncio.gather(*self._helpers, return_exceptions=True)
-        if self._sending:
-            await asyncio.wait(list(self._sending.values()), timeout=self.settings.drain_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.settings.drain_s)
+        await self.sender.stop()  # abandons what is still open
         unfinished = list(self._sending)
-        left = list(self._sending.values())
-        for sending in left:
-            sending.cancel()
-        await asyncio.gather(*left, return_exceptions=True)
         self._sending.clear()
+        self._idle.set()
         if unfinished:
             try:  # due again now, rather than when their leases end
                 await self._store(partial(_release, ids=unfinished, now=self._clock()))
             except Exception:
-                log.warning("could not give back %d callbacks; their leases will end", len(left))
-        if self._owns_client and self._client is not None:
-            await self._client.close()
-            self._client = None
+                log.warning(
+                    "could not give back %d callbacks; their leases will end", len(unfinished)
+                )
 
     def wake(self) -> None:
         """New rows were written: look now instead of at the next poll."""
@@ -238,14 +215,11 @@ class Dispatcher:
                     )
                 except Exception:
                     log.exception("could not read the callback outbox; trying again")
-            deadline = time.monotonic() + settings.lease_s
-            self._remember({message.account_id: secrets for message, secrets in claimed})
-            for message, secrets in claimed:
-                if message.id in self._sending:  # pragma: no cover - leases prevent it
-                    continue
-                self._sending[message.id] = asyncio.create_task(
-                    self._deliver(message, secrets, deadline), name=f"callback-{message.id}"
-                )
+            if claimed:
+                found = {message.account_id: secrets for message, secrets in claimed}
+                self._remember(found)
+                start_by = time.monotonic() + settings.lease_s
+                self._send([message for message, _secrets in claimed], found, start_by)
             if room > 0 and len(claimed) == room:
                 await asyncio.sleep(0)  # more may be due: take them after a turn of the loop
                 continue
@@ -330,14 +304,7 @@ class Dispatcher:
         # The lease began when the row was written, a moment ago: keep a margin.
         settings = self.settings
         margin = min(1.0, (settings.lease_s - settings.total_timeout_s) / 2)
-        deadline = time.monotonic() + settings.lease_s - margin
-        for message in messages:
-            if message.id in self._sending:  # pragma: no cover - a fresh row is nobody's
-                continue
-            self._sending[message.id] = asyncio.create_task(
-                self._deliver(message, secrets[message.account_id], deadline),
-                name=f"callback-{message.id}",
-            )
+        self._send(messages, secrets, time.monotonic() + settings.lease_s - margin)
 
     async def _store(self, job: Callable[[Session], T]) -> T:
         if self._writer is not None:
@@ -346,72 +313,42 @@ class Dispatcher:
 
     # --- sending -------------------------------------------------------------------------------
 
-    async def _deliver(
-        self, message: OutboxMessage, secrets: tuple[str, ...], deadline: float
-    ) -> None:
-        try:
-            async with self._limits.hold(destination(message.url)):
-                if time.monotonic() + self.settings.total_timeout_s > deadline:
-                    # Waited so long for a slot that the lease could end mid-send: give the
-                    # row back rather than risk two senders at once.
-                    await self._store(partial(_release, ids=[message.id], now=self._clock()))
-                    return
-                at, status, error, duration_ms = await self._attempt(message, secrets)
-            await self._record(self._result(message, at, status, error, duration_ms))
-        except Exception:
-            log.exception("callback %s: could not record an attempt", message.id)
-        finally:
-            self._sending.pop(message.id, None)
-            self.wake()  # the next row of this call may be due now
-
-    async def _attempt(
-        self, message: OutboxMessage, secrets: tuple[str, ...]
-    ) -> tuple[datetime, int | None, str | None, int]:
-        client = self._client
-        assert client is not None
-        at = self._clock()
-        body = (message.body or "").encode()
-        headers = signing.headers(
-            secrets, msg_id=message.id, timestamp=int(at.timestamp()), body=body
-        )
-        headers["user-agent"] = USER_AGENT
-        if message.method == "POST":
-            headers["content-type"] = "application/json"
-        started = time.monotonic()
-        status: int | None = None
-        error: str | None = None
-        try:
-            async with asyncio.timeout(self.settings.total_timeout_s):
-                async with client.request(
-                    message.method,
-                    # encoded: a legacy URL was percent-encoded when its placeholders were
-                    # filled; sent exactly as it is, not re-quoted.
-                    URL(message.url, encoded=True),
-                    data=body if message.method == "POST" else None,
-                    headers=headers,
-                    allow_redirects=False,
-                ) as response:
-                    await response.read()  # the connection goes back to the pool whole
-            status = response.status
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except TimeoutError:
-            error = f"timed out after {self.settings.total_timeout_s:g} s"
-        except (aiohttp.ClientError, OSError, ValueError) as failure:
-            name = type(failure).__name__
-            error = f"{name}: {failure}" if str(failure) else name
-        duration_ms = round((time.monotonic() - started) * 1000)
-        return at, status, error, duration_ms
-
-    def _result(
+    def _send(
         self,
-        message: OutboxMessage,
-        at: datetime,
-        status: int | None,
-        error: str | None,
-        duration_ms: int,
-    ) -> outbox.AttemptResult:
+        messages: Sequence[OutboxMessage],
+        secrets: dict[int, tuple[str, ...]],
+        start_by: float,
+    ) -> None:
+        jobs: list[SendJob] = []
+        for message in messages:
+            if message.id in self._sending:  # pragma: no cover - leases prevent it
+                continue
+            self._sending[message.id] = message
+            jobs.append(
+                SendJob(
+                    message.id, message.method, message.url, message.body,
+                    secrets[message.account_id], start_by,
+                )  # fmt: skip
+            )
+        if jobs:
+            self._idle.clear()
+            self.sender.submit(jobs)
+
+    def _on_outcome(self, outcome: SendOutcome) -> None:
+        message = self._sending.pop(outcome.id, None)
+        if message is None:  # pragma: no cover - the sender answers each job once
+            return
+        if not self._sending:
+            self._idle.set()
+        if outcome.attempted:
+            self._record(self._result(message, outcome))
+        else:
+            self._give_back(message.id)
+
+    def _result(self, message: OutboxMessage, outcome: SendOutcome) -> outbox.AttemptResult:
         """What the attempt means for its row: delivered, retried later, or given up."""
+        at = datetime.fromtimestamp(outcome.at, UTC)
+        status, error, duration_ms = outcome.http_status, outcome.error, outcome.duration_ms
 
         def ending(**end: datetime) -> outbox.AttemptResult:
             return outbox.AttemptResult(message.id, at, status, error, duration_ms, **end)
@@ -429,12 +366,38 @@ class Dispatcher:
         self.retried += 1
         return ending(retry_at=next_at)
 
-    async def _record(self, result: outbox.AttemptResult) -> None:
+    def _record(self, result: outbox.AttemptResult) -> None:
         if self._writer is not None:
             # A bulk item: every result of a writer batch in two statements.
-            await self._writer.submit_item(outbox.record_results, result)
+            stored = self._writer.submit_item(outbox.record_results, result)
         else:
-            await self._store(partial(outbox.record_results, results=[result]))
+            stored = asyncio.ensure_future(
+                self._store(partial(outbox.record_results, results=[result]))
+            )
+        stored.add_done_callback(_log_failure)
+        if result.retry_at is None:
+            # Finished: the next row of its call may be due now, once this is stored (a
+            # claim in the same writer batch would run before this bulk item).
+            stored.add_done_callback(self._wake_after)
+
+    def _give_back(self, message_id: str) -> None:
+        """A row handed to the sender and not attempted: due again now, not when its
+        lease ends."""
+        if self._writer is not None:
+            stored = self._writer.submit_item(_release_items, (message_id, self._clock()))
+        else:
+            job = partial(_release, ids=[message_id], now=self._clock())
+            stored = asyncio.ensure_future(self._store(job))
+        stored.add_done_callback(_log_failure)
+        stored.add_done_callback(self._wake_after)
+
+    def _wake_after(self, _stored: asyncio.Future[object]) -> None:
+        self.wake()
+
+
+def _log_failure(stored: asyncio.Future[object]) -> None:
+    if not stored.cancelled() and (error := stored.exception()) is not None:
+        log.error("could not store a callback's attempt; its lease will end", exc_info=error)
 
 
 def _in_transaction(sessions: sessionmaker[Session], job: Callable[[Session], T]) -> T:
@@ -444,3 +407,8 @@ def _in_transaction(sessions: sessionmaker[Session], job: Callable[[Session], T]
 
 def _release(session: Session, *, ids: list[str], now: datetime) -> None:
     outbox.release(session, ids, now=now)
+
+
+def _release_items(session: Session, items: list[tuple[str, datetime]]) -> None:
+    """Rows given back, as a ``StoreWriter`` bulk apply: one statement per batch."""
+    outbox.release(session, [message_id for message_id, _now in items], now=items[-1][1])

@@ -16,14 +16,28 @@ that time has passed: at least once, always with the same ``webhook-id``.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
 from .models import (
@@ -105,7 +119,79 @@ def _check(callback: NewCallback) -> None:
         raise ValueError("a callback needs a URL")
 
 
-_INSERT_OUTBOX: Final = insert(Outbox.__table__)  # type: ignore[arg-type]
+# --- the hot statements, on the driver itself --------------------------------------------------
+# Every reported change of every call writes outbox rows, and every attempt updates one:
+# thousands a second (bench/callbacks.py). Through SQLAlchemy's compiled statements each row
+# paid for its parameters' processing one by one (about half the writer's time); here a
+# batch is one executemany of plain tuples on the DBAPI cursor, each distinct timestamp
+# converted once (by the column type's own bind processor, so the stored text is the same).
+
+_OUTBOX_COLUMNS: Final = (
+    "id", "account_id", "call_id", "kind", "event", "seq", "url", "method", "body",
+    "created_at", "next_attempt_at", "attempts",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverSql:
+    insert_outbox: str
+    insert_attempts: str
+    finish_attempts: str
+    timestamp: Callable[[datetime], Any]  # a UTC datetime as the driver takes it
+
+
+@functools.cache
+def _driver_sql(dialect: Dialect) -> _DriverSql:
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+
+    def marks(count: int) -> str:
+        return ", ".join([mark] * count)
+
+    column_type = Outbox.__table__.c.created_at.type
+    convert = column_type.dialect_impl(dialect).bind_processor(dialect)
+    pending = "delivered_at IS NULL AND given_up_at IS NULL"
+    return _DriverSql(
+        insert_outbox=(
+            f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) "
+            f"VALUES ({marks(len(_OUTBOX_COLUMNS))})"
+        ),
+        insert_attempts=(
+            "INSERT INTO outbox_attempts (outbox_id, at, http_status, error, duration_ms) "
+            f"VALUES ({marks(5)})"
+        ),
+        finish_attempts=(
+            f"UPDATE outbox SET attempts = attempts + 1, "
+            f"next_attempt_at = COALESCE({mark}, next_attempt_at), delivered_at = {mark}, "
+            f"given_up_at = {mark}, last_error = {mark} WHERE id = {mark} AND {pending}"
+        ),
+        timestamp=convert if convert is not None else _as_is,
+    )
+
+
+def _as_is(value: datetime) -> datetime:
+    return value
+
+
+class _Timestamps:
+    """Converts datetimes for the driver, each distinct value once (a batch shares a few)."""
+
+    def __init__(self, convert: Callable[[datetime], Any]) -> None:
+        self._convert = convert
+        self._seen: dict[datetime, Any] = {}
+
+    def __call__(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        converted = self._seen.get(value)
+        if converted is None:
+            converted = self._seen[value] = self._convert(value)
+        return converted
+
+
+def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    connection.exec_driver_sql(sql, rows)  # a list of tuples: one executemany
+
+
 def _pending(row: type[Outbox]) -> list[ColumnElement[bool]]:
     return [row.delivered_at.is_(None), row.given_up_at.is_(None)]
 
@@ -177,7 +263,7 @@ def enqueue_many(
         last[call_id] = max(last.get(call_id, 0), seq)
         if pending:
             held.add((call_id, url))
-    rows: list[dict[str, object]] = []
+    rows: list[tuple[Any, ...]] = []
     written: list[Written] = []
     for account_id, call_id, callbacks in batch:
         messages: list[OutboxMessage] = []
@@ -192,23 +278,13 @@ def enqueue_many(
             if lease_until is not None and (call_id, callback.url) not in held:
                 due = lease_until
             held.add((call_id, callback.url))
-            row = {
-                "id": new_webhook_id(),
-                "account_id": account_id,
-                "call_id": call_id,
-                "kind": callback.kind,
-                "event": callback.event,
-                "seq": number,
-                "url": callback.url,
-                "method": callback.method,
-                "body": body,
-                "created_at": moment,
-                "next_attempt_at": due,
-                "attempts": 0,
-            }
-            rows.append(row)
+            webhook_id = new_webhook_id()
+            rows.append(
+                (webhook_id, account_id, call_id, callback.kind, callback.event, number,
+                 callback.url, callback.method, body, moment, due, 0)
+            )  # fmt: skip
             message = OutboxMessage(
-                id=str(row["id"]), account_id=account_id, call_id=call_id, kind=callback.kind,
+                id=webhook_id, account_id=account_id, call_id=call_id, kind=callback.kind,
                 event=callback.event, seq=number, url=callback.url, method=callback.method,
                 body=body, attempts=0, created_at=moment,
             )  # fmt: skip
@@ -217,8 +293,12 @@ def enqueue_many(
                 leased.append(message)
         last[call_id] = number
         written.append(Written(tuple(messages), tuple(leased)))
-    # Core, not the ORM's bulk insert: this runs for every reported change of every call.
-    connection.execute(_INSERT_OUTBOX, rows)
+    sql = _driver_sql(connection.dialect)
+    stamp = _Timestamps(sql.timestamp)
+    _executemany(
+        connection, sql.insert_outbox,
+        [(*row[:9], stamp(row[9]), stamp(row[10]), row[11]) for row in rows],
+    )  # fmt: skip
     return written
 
 
@@ -238,6 +318,33 @@ def _message(row: Outbox) -> OutboxMessage:
     )
 
 
+def _due_statement() -> Executable:
+    # Built once: the dispatcher runs it after every delivery, and building it (an alias,
+    # a correlated EXISTS) and computing its cache key each time was a seventh of the CPU
+    # of bench/callbacks.py. Core columns, not ORM rows: plain data comes out anyway.
+    earlier = aliased(Outbox)
+    held_up = exists().where(
+        earlier.call_id == Outbox.call_id,
+        earlier.url == Outbox.url,
+        earlier.seq < Outbox.seq,
+        *_pending(earlier),
+    )
+    return (
+        select(
+            Outbox.id, Outbox.account_id, Outbox.call_id, Outbox.kind, Outbox.event,
+            Outbox.seq, Outbox.url, Outbox.method, Outbox.body, Outbox.attempts,
+            Outbox.created_at,
+        )  # fmt: skip
+        .where(*_pending(Outbox), Outbox.next_attempt_at <= bindparam("now"), ~held_up)
+        .order_by(Outbox.next_attempt_at, Outbox.call_id, Outbox.seq)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=Outbox)
+    )
+
+
+_DUE: Final = _due_statement()
+
+
 def due(session: Session, *, now: datetime, limit: int = 100) -> list[OutboxMessage]:
     """Pending rows whose time has come and that no earlier row of their call and URL holds up.
 
@@ -246,21 +353,10 @@ def due(session: Session, *, now: datetime, limit: int = 100) -> list[OutboxMess
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
-    earlier = aliased(Outbox)
-    held_up = exists().where(
-        earlier.call_id == Outbox.call_id,
-        earlier.url == Outbox.url,
-        earlier.seq < Outbox.seq,
-        *_pending(earlier),
-    )
-    query = (
-        select(Outbox)
-        .where(*_pending(Outbox), Outbox.next_attempt_at <= now, ~held_up)
-        .order_by(Outbox.next_attempt_at, Outbox.call_id, Outbox.seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=Outbox)
-    )
-    return [_message(row) for row in session.scalars(query)]
+    return [
+        OutboxMessage(*row)
+        for row in session.connection().execute(_DUE, {"now": now, "limit": limit})
+    ]
 
 
 def lease(session: Session, ids: Sequence[str], *, until: datetime) -> None:
@@ -376,21 +472,6 @@ class AttemptResult:
             raise ValueError("an attempt is delivered, retried or given up: exactly one")
 
 
-_INSERT_ATTEMPTS: Final = insert(OutboxAttempt.__table__)  # type: ignore[arg-type]
-_TABLE: Final = Outbox.__table__
-_FINISH_ATTEMPT: Final = (
-    update(_TABLE)  # type: ignore[arg-type]
-    .where(_TABLE.c.id == bindparam("message_id"), *_pending(Outbox))
-    .values(
-        attempts=_TABLE.c.attempts + 1,
-        next_attempt_at=func.coalesce(bindparam("retry_at"), _TABLE.c.next_attempt_at),
-        delivered_at=bindparam("delivered_at"),
-        given_up_at=bindparam("given_up_at"),
-        last_error=bindparam("last_error"),
-    )
-)
-
-
 def record_results(session: Session, results: Sequence[AttemptResult]) -> None:
     """Keep each attempt and finish or reschedule its row: two executemany statements for
     any number of results (the dispatcher's hot path; a ``StoreWriter`` bulk apply).
@@ -400,32 +481,18 @@ def record_results(session: Session, results: Sequence[AttemptResult]) -> None:
     if not results:
         return
     connection = session.connection()
-    connection.execute(
-        _INSERT_ATTEMPTS,
-        [
-            {
-                "outbox_id": result.message_id,
-                "at": result.at,
-                "http_status": result.http_status,
-                "error": result.error,
-                "duration_ms": result.duration_ms,
-            }
-            for result in results
-        ],
-    )
-    connection.execute(
-        _FINISH_ATTEMPT,
-        [
-            {
-                "message_id": result.message_id,
-                "retry_at": result.retry_at,
-                "delivered_at": result.delivered_at,
-                "given_up_at": result.given_up_at,
-                "last_error": result.error,
-            }
-            for result in results
-        ],
-    )
+    sql = _driver_sql(connection.dialect)
+    stamp = _Timestamps(sql.timestamp)
+    _executemany(
+        connection, sql.insert_attempts,
+        [(result.message_id, stamp(result.at), result.http_status, result.error,
+          result.duration_ms) for result in results],
+    )  # fmt: skip
+    _executemany(
+        connection, sql.finish_attempts,
+        [(stamp(result.retry_at), stamp(result.delivered_at), stamp(result.given_up_at),
+          result.error, result.message_id) for result in results],
+    )  # fmt: skip
 
 
 def attempts_for(session: Session, *, call_id: str) -> list[CallbackReport]:

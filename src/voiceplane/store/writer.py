@@ -174,8 +174,15 @@ class StoreWriter:
             for item in batch:
                 self._run_alone(item)
             return
-        for item, result in zip(batch, results, strict=True):
-            self._resolve(item, result, None)
+        # One wake-up of the loop for the whole batch, not one per waiter: each costs a
+        # write to the loop's self-pipe and a turn of the loop.
+        settled = [
+            (waiter, result) for item, result in zip(batch, results, strict=True)
+            for waiter in item.waiters
+        ]  # fmt: skip
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(_settle_all, settled)
 
     @staticmethod
     def _apply(session: Session, batch: list[_Pending]) -> list[Any]:
@@ -205,6 +212,11 @@ class StoreWriter:
         assert loop is not None
         for waiter in item.waiters:
             loop.call_soon_threadsafe(_settle, waiter, result, error)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], object]]) -> None:
+    for waiter, result in settled:
+        _settle(waiter, result, None)
 
 
 def _settle(waiter: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
