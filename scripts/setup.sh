@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what voiceplane and its tests need on a fresh Debian machine: the Debian packages
 # (SIPp as Debian's sip-tester, espeak-ng and sox for prompts, rtpengine for the rtpengine
-# media backend, run in userspace without its kernel module) and a virtualenv in .venv with
+# media backend, run in userspace without its kernel module, and tcmalloc, which rtpengine is
+# started with: README "IVR media, rtpengine backend") and a virtualenv in .venv with
 # the project and its dev tools. Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(sip-tester espeak-ng sox rtpengine-daemon)
+debs=(sip-tester espeak-ng sox rtpengine-daemon libtcmalloc-minimal4)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,13 +3,15 @@
 ``RtpengineDaemon`` starts ``rtpengine`` in the foreground with no config file, its ng port
 and DTMF log destination on free loopback ports and its media ports in a range of its own,
 with the options the backend recommends for its player (``DAEMON_OPTIONS`` in
-``voiceplane.media.rtpengine``), waits until it answers ping, and stops it.
+``voiceplane.media.rtpengine``, and ``DAEMON_PRELOAD`` when installed), waits until it
+answers ping, and stops it.
 ``requires_rtpengine`` skips a test when the binary is missing, except in CI (env ``CI``
 set), where scripts/setup.sh installs it.
 """
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import secrets
 import shutil
@@ -24,7 +26,7 @@ import pytest
 
 from tests.support.sipp import free_port
 from voiceplane.media.bencode import decode, encode
-from voiceplane.media.rtpengine import DAEMON_OPTIONS
+from voiceplane.media.rtpengine import DAEMON_OPTIONS, DAEMON_PRELOAD
 
 BINARY = "rtpengine"
 LOOPBACK = "127.0.0.1"
@@ -51,6 +53,8 @@ class RtpengineDaemon:
         threads: int | None = None,
         realtime: int = 0,
         extra: tuple[str, ...] = (),
+        binary: tuple[str, ...] = (BINARY,),
+        preload: bool = True,
     ) -> None:
         self.ng = (LOOPBACK, free_port("udp"))
         self.dtmf_log = (LOOPBACK, free_port("udp"))
@@ -61,6 +65,11 @@ class RtpengineDaemon:
         # SCHED_FIFO at this priority for every rtpengine thread (0: the default policy).
         self.realtime = realtime
         self.extra = extra  # more command-line options, after (and so over) DAEMON_OPTIONS
+        # How to run it: e.g. ("chroot", "/srv/trixie", "rtpengine") for another release,
+        # which must see our prompt folder (under $TMPDIR) at the same path.
+        self.binary = binary
+        # DAEMON_PRELOAD, if this machine has it (a release run by chroot may not).
+        self.preload = preload and ctypes.util.find_library("tcmalloc_minimal") is not None
         self._workdir = Path(tempfile.mkdtemp(prefix="rtpengine-"))
         self.log_path = self._workdir / "rtpengine.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -73,7 +82,7 @@ class RtpengineDaemon:
 
     def command(self) -> list[str]:
         args = [
-            BINARY,
+            *self.binary,
             "--config-file=none",  # not /etc/rtpengine/rtpengine.conf
             "--foreground",
             "--log-stderr",
@@ -93,8 +102,11 @@ class RtpengineDaemon:
 
     def start(self) -> None:
         log = self.log_path.open("wb")
+        env = dict(os.environ)
+        if self.preload:
+            env["LD_PRELOAD"] = DAEMON_PRELOAD
         self._process = subprocess.Popen(
-            self.command(), cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT
+            self.command(), cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT, env=env
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
