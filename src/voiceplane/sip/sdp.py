@@ -421,14 +421,33 @@ def under_origin(theirs: bytes, ours: bytes) -> bytes:
     ``ours``: a re-offer in the same session keeps the origin and raises its version
     (RFC 3264 section 8). ``SipParseError`` when either is not SDP.
     """
-    mine = SessionDescription.parse(ours)
+    username, session_id, session_version, _type, address = _origin_of(ours)
     return replace(
         SessionDescription.parse(theirs),
-        origin_username=mine.origin_username,
-        session_id=mine.session_id,
-        session_version=mine.session_version + 1,
-        address=mine.address,
+        origin_username=username,
+        session_id=session_id,
+        session_version=session_version + 1,
+        address=address,
     ).encode()
+
+
+def _origin_of(data: bytes) -> tuple[str, int, int, str, str]:
+    """The ``o=`` fields of a description (checked as :func:`_parse` would; the rest is not
+    read): a re-offer needs only our origin, which we wrote ourselves."""
+    if isinstance(data, bytes | str):
+        text = _decode(data)
+        if text.startswith("v=0\r\no=") or text.startswith("v=0\no="):
+            start = text.index("o=") + 2
+            end = text.find("\n", start)
+            line = text[start : end if end >= 0 else len(text)].removesuffix("\r")
+            if "\r" not in line and "\0" not in line:
+                return _session_origin([("o", line)])
+    return _origin_from(SessionDescription.parse(data))
+
+
+def _origin_from(sdp: SessionDescription) -> tuple[str, int, int, str, str]:
+    return (sdp.origin_username, sdp.session_id, sdp.session_version, sdp.address_type,
+            sdp.address)  # fmt: skip
 
 
 @lru_cache(maxsize=256)  # the same few lists in every description
@@ -801,7 +820,7 @@ def _parse_media(section: list[tuple[str, str]], session_direction: str | None) 
     codecs: tuple[Codec, ...] = ()
     raw_formats = tuple(tokens)
     if _is_rtp(protocol):
-        formats = tuple(_payload_type(token) for token in tokens)
+        formats = _payload_types(tuple(tokens))
         codecs, attributes = _codecs(formats, attributes)
         raw_formats = ()
     return MediaDescription(
@@ -835,6 +854,11 @@ def _parse_m_line(value: str) -> tuple[str, int, int | None, str, list[str]]:
     if not tokens and port != 0:
         raise SipParseError(f"m= line without formats: {value!r}")
     return media, port, count, protocol, tokens
+
+
+@lru_cache(maxsize=1024)  # "0 8 101" on every line of every call
+def _payload_types(tokens: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple([_payload_type(token) for token in tokens])
 
 
 def _payload_type(token: str) -> int:
