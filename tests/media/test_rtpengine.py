@@ -457,3 +457,17 @@ async def test_the_least_recently_played_prompt_file_goes_first(
     await listening
     assert len(phone.arrivals) >= 2
     await session.close()
+
+
+async def test_rtcp_on_the_dtmf_log_port_is_dropped_quietly(
+    media: RtpengineMedia, caplog: pytest.LogCaptureFixture
+) -> None:
+    address = media.dtmf_log_address
+    assert address is not None
+    sender_report = bytes([0x80, 200, 0, 6]) + bytes(24)  # an RTCP SR, as rtpengine sends
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(sender_report, address)
+        sock.sendto(b"not json", address)
+    await asyncio.sleep(0.2)
+    dropped = [r.getMessage() for r in caplog.records if "DTMF log datagram" in r.getMessage()]
+    assert len(dropped) == 1 and "not JSON" in dropped[0]  # only the garbage is reported
