@@ -24,7 +24,7 @@ from tests.support.rtpengine import RtpengineDaemon, require_rtpengine
 from voiceplane.media import g711, ng
 from voiceplane.media.backend import RecordingEnd
 from voiceplane.media.errors import MediaError
-from voiceplane.media.rtp import RtpPacket, TelephoneEvent
+from voiceplane.media.rtp import RtpPacket, TelephoneEvent, is_rtcp
 from voiceplane.media.rtpengine import RtpengineMedia, RtpengineSession
 from voiceplane.sip.sdp import PCMU, TELEPHONE_EVENT, Codec, SessionDescription, make_answer
 from voiceplane.sip.sdp import make_offer as sdp_offer
@@ -130,6 +130,8 @@ def receive(sock: socket.socket, seconds: float, into: list[tuple[float, RtpPack
         if not select.select([sock], [], [], left)[0]:
             break
         data, ancillary, _, _ = sock.recvmsg(2048, socket.CMSG_SPACE(16))
+        if is_rtcp(data):  # rtpengine's RTCP goes to port + 1: another phone's port, maybe
+            continue
         stamp = time.time()
         for level, kind, value in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
