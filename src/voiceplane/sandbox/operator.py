@@ -99,7 +99,7 @@ class _Record:
     """What the sandbox keeps of one call, during it and after: no SIP objects, so it is small."""
 
     __slots__ = (
-        "call_id", "number", "request_uri", "from_uri", "decision", "invite_sdp",
+        "call_id", "number", "request_uri", "from_header", "decision", "invite_sdp",
         "reinvite_sdps", "final", "media_port", "rtp_packets", "outcome",
     )  # fmt: skip
 
@@ -107,7 +107,8 @@ class _Record:
         self.call_id = call.call_id
         self.number = number
         self.request_uri = call.request_uri
-        self.from_uri = _from_uri(call.request)
+        # The From is parsed when someone asks (snapshot), not on every call.
+        self.from_header = call.request.headers.get("from") or ""
         self.decision = decision
         self.invite_sdp = call.request.body
         self.reinvite_sdps: list[bytes] = []
@@ -126,7 +127,7 @@ class _Record:
             call_id=self.call_id,
             number=self.number,
             request_uri=self.request_uri,
-            from_uri=self.from_uri,
+            from_uri=_from_uri(self.from_header),
             decision=self.decision,
             invite_sdp=self.invite_sdp,
             reinvite_sdps=tuple(self.reinvite_sdps),
@@ -162,8 +163,7 @@ class _Session:
         return self.record.decision
 
 
-def _from_uri(request: Request) -> str:
-    value = request.headers.get("from") or ""
+def _from_uri(value: str) -> str:
     try:
         return NameAddr.parse(value).uri
     except SipParseError:
