@@ -190,6 +190,28 @@ async def test_183_with_sdp_then_200(ua: UserAgent, transport: Transport, tmp_pa
     assert result.received("ACK") and result.received("BYE")
 
 
+async def test_watch_progress_replays_then_follows(
+    ua: UserAgent, transport: Transport, tmp_path: Path
+) -> None:
+    async with SippServer("uas_183_then_200", tmp_path, transport=transport) as sipp:
+        call = call_sipp(ua, sipp, transport)
+        early: list[int] = []
+        late: list[int] = []
+        unwatch_late = call.watch_progress(lambda progress: late.append(progress.status))
+        assert await call.next_progress() is not None  # the 183 came
+        # A listener added after it is first handed the 183 already received.
+        unwatch_early = call.watch_progress(lambda progress: early.append(progress.status))
+        assert early == [183] and late == [183]
+        unwatch_early()
+        unwatch_late()
+        assert await call.answered()
+        call.hangup()
+        await call.ended()
+        result = await sipp.wait(10)
+    result.assert_ok(calls=1)
+    assert early == [183] and late == [183]
+
+
 async def test_ring_timeout_cancels(ua: UserAgent, transport: Transport, tmp_path: Path) -> None:
     async with SippServer("uas_ring_forever", tmp_path, transport=transport) as sipp:
         outcome = await call_sipp(ua, sipp, transport, ring_timeout=0.5).ended()

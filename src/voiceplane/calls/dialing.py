@@ -39,24 +39,18 @@ async def until_answered(
     call: OutboundCall, stop: asyncio.Event, on_progress: Callable[[Progress], None]
 ) -> bool | None:
     """True once answered, False if it ended unanswered, None if ``stop`` was set first."""
-    answered = asyncio.ensure_future(call.answered())
-    watcher = asyncio.ensure_future(_watch_progress(call, on_progress))
+    answered = call.answered()
+    # Provisional responses reach ``on_progress`` as the SIP layer hands them up (those
+    # already received first), with no task of its own.
+    unwatch = call.watch_progress(on_progress)
     stopper = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait((answered, stopper), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        watcher.cancel()
+        unwatch()
         stopper.cancel()
     # ``answered`` is the call's own future, shared with other waiters: never cancel it.
     return answered.result() if answered.done() else None
-
-
-async def _watch_progress(call: OutboundCall, on_progress: Callable[[Progress], None]) -> None:
-    # A 180 may have come before this task first ran: next_progress() only waits for new ones.
-    for earlier in call.progress:
-        on_progress(earlier)
-    while (progress := await call.next_progress()) is not None:
-        on_progress(progress)
 
 
 def _finish(

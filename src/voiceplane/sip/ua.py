@@ -140,6 +140,23 @@ class OutboundCall(_Call):
         super().__init__(ua, leg)
         self.progress: list[Progress] = []
         self._progress_waiters: list[asyncio.Future[Progress | None]] = []
+        self._progress_listeners: list[Callable[[Progress], None]] = []
+
+    def watch_progress(self, listener: Callable[[Progress], None]) -> Callable[[], None]:
+        """Call ``listener`` with every provisional response, those already received first
+        (at once) and each new one as it comes; returns the function that stops it.
+
+        Like a loop over :meth:`next_progress`, without a task of its own per call.
+        """
+        for earlier in self.progress:
+            listener(earlier)
+        self._progress_listeners.append(listener)
+
+        def stop() -> None:
+            if listener in self._progress_listeners:
+                self._progress_listeners.remove(listener)
+
+        return stop
 
     def cancel(self) -> None:
         """Give up ringing (CANCEL); after the answer this hangs up (BYE)."""
@@ -157,6 +174,8 @@ class OutboundCall(_Call):
 
     def _set_progress(self, progress: Progress) -> None:
         self.progress.append(progress)
+        for listener in list(self._progress_listeners):
+            listener(progress)
         waiters, self._progress_waiters = self._progress_waiters, []
         for waiter in waiters:
             if not waiter.done():
