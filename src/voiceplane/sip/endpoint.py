@@ -500,6 +500,9 @@ def _stamp_received(request: Request, via: Via, source: Address) -> tuple[Reques
     if via.rport is not None:
         params = (*params, ("rport", str(source.port)))
     stamped = Via(via.transport, via.host, via.port, params)
+    rewritten = request.headers.with_top_via(stamped)
+    if rewritten is not None:
+        return Request(request.method, request.uri, rewritten, request.body), stamped
     values = request.headers.get_all("via")
     headers = request.headers.remove("via")
     for value in reversed([str(stamped), *values[1:]]):

@@ -193,6 +193,21 @@ class Headers:
             out.append((lname, value))
         return Headers._trusted(tuple(out))
 
+    def with_top_via(self, via: Via) -> Headers | None:
+        """These headers with the first Via line holding ``via`` instead, its other views
+        kept; None when that line is a comma list of Vias (rewrite those the long way)."""
+        items = self._items
+        for index, (name, value) in enumerate(items):
+            if name == "via":
+                if "," in value:
+                    return None
+                new = Headers._trusted((*items[:index], ("via", str(via)), *items[index + 1 :]))
+                views = dict(self._views) if self._views else {}
+                views[_top_via] = via
+                new._views = views
+                return new
+        return None
+
     def encode_lines(self, body_length: int) -> list[str]:
         lines = [
             f"{canonical_name(name)}: {value}"
