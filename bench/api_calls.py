@@ -14,10 +14,11 @@ its final status and checks each against what the dialled numbers must give:
                    (BUSY_LEG2)
     outbound:      90% answer (ANSWER; no target, so we hang up on the answer), 10% busy
 
-Per step it also prints the CPU each process spent per call (serve, the sandbox, this load
-generator), counted until 2.5 s after the last POST so the calls' hangups are in it, and the
-load average; `--profile DIR` samples serve and the sandbox with py-spy (GIL-holding samples,
-collapsed stacks, one file per process and step).
+Per step it also prints the CPU each process spent per call (serve, and of that its event
+loop's thread alone, the sandbox, this load generator), counted until 2.5 s after the last
+POST so the calls' hangups are in it, and the load average; `--profile DIR` samples serve
+and the sandbox with py-spy (GIL-holding samples, collapsed stacks, a file per process and
+step).
 
 Two figures per service: the highest rate at which every call got its right status and
 nothing was lost (with the p50 and p99 of the POSTs there), and the highest rate at which
@@ -88,6 +89,18 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid``, by thread id."""
+    found: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 def own_cpu_seconds() -> float:
@@ -230,6 +243,7 @@ async def offer(
     watched = {"serve": platform.serve.pid, "sandbox": platform.operator.pid}
     cpu_before = {label: cpu_seconds(pid) for label, pid in watched.items()}
     load_before = own_cpu_seconds()
+    serve_threads = thread_cpu_seconds(platform.serve.pid)
     profilers = (
         start_profiles(platform, profile, f"{service}-{rate}", seconds) if profile else []
     )
@@ -248,6 +262,11 @@ async def offer(
     await asyncio.sleep(2.5)
     cpu_used = {label: cpu_seconds(pid) - cpu_before[label] for label, pid in watched.items()}
     cpu_used["load"] = own_cpu_seconds() - load_before
+    # serve's main thread (HTTP, engine, SIP: the event loop) apart from its other threads
+    # (the store writer, the thread pool): the loop is what one core must carry.
+    main = platform.serve.pid
+    loop_after = thread_cpu_seconds(main).get(main, 0.0)
+    cpu_used["serve-loop"] = loop_after - serve_threads.get(main, 0.0)
     serve_share = cpu_used["serve"] / (sent_for + 2.5)
     pool.close()
     for profiler in profilers:
