@@ -1,6 +1,7 @@
 """Prompt pacing of the embedded media backend with many callers held in a flow.
 
     .venv/bin/python bench/ivr_media.py [--legs 300] [--seconds 10] [--no-talk] [--record]
+    .venv/bin/python bench/ivr_media.py --through-serve [--legs 300] [--seconds 10] [--ramp 1]
 
 One voiceplane media backend (this process, uvloop) opens ``--legs`` sessions, each
 answering the SDP offer of one caller, and plays each caller a ``--seconds`` prompt while
@@ -15,6 +16,18 @@ p99 of their distance from 20 ms over all callers. PASS when that is within 5 ms
 packet was lost. Also printed: the CPU this process used (of one core) and the load average,
 since on a shared machine other processes' CPU shows up as late ticks. ``--realtime`` runs
 this process SCHED_FIFO, as media servers are run (Asterisk ``-p``, FreeSWITCH ``-rp``).
+
+``--through-serve`` measures the same figure end to end, as a flow runs it (bench/_ivr_serve.py):
+``voiceplane serve`` as a subprocess (embedded media, SQLite in a temp data dir), an account,
+a DID and a published flow (a ``gather`` whose prompt is the ``--seconds`` tone as a WAV in
+``<data dir>/media``, then ``hangup``); then the same callers process, then SIPp
+(bench/_ivr_sipp_caller.xml) placing ``--legs`` calls over ``--ramp`` seconds, each INVITE's
+SDP pointing at one caller socket (an injection file), each call held for the prompt plus
+2 s, then BYE. SIPp sends no RTP: the callers answer the prompt as above. Also printed:
+calls answered and failed (SIPp's counts and statistics), serve's records by status, the
+prompt packets each caller got (a caller that got fewer counts them as lost), serve's CPU
+over the calls (/proc, and idle before them) and per prompt packet, and the load average.
+``--nice``/``--realtime`` then apply to serve (``nice -n``, ``chrt -f 10``).
 
 The ceiling to compare with (skipped by ``--no-ceiling`` or when there is no gcc): the same callers
 receiving the same packet pattern from a plain C loop (bench/_rtp_pacer.c, compiled into a
@@ -38,6 +51,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _ivr_serve import Run, through_serve
 
 from voiceplane.media.embedded import EmbeddedMedia, EmbeddedSession
 from voiceplane.sip.sdp import make_offer
@@ -133,6 +148,45 @@ async def bench(
     return passed
 
 
+def report_through_serve(
+    run: Run, legs: int, seconds: float, talk: bool, prefix: list[str]
+) -> bool:
+    """Print the --through-serve figures; True when they pass."""
+    frames = math.ceil(seconds * 1000 / PTIME_MS)
+    print(f"arrival times (ns, per caller), serve's log, SIPp's logs: {run.workdir}")
+    print(
+        f"through serve: legs {legs}, prompt {seconds:g} s, talk {'on' if talk else 'off'}, "
+        f"serve run as {' '.join(prefix) or 'is'}, load {run.load[0]:.2f} before, "
+        f"{run.load[1]:.2f} after"
+    )
+    print(
+        f"SIPp: {run.answered} answered, {run.successful} successful (INVITE to BYE's 200), "
+        f"{run.failed} failed, of {legs}; serve's records: "
+        + (", ".join(f"{n} {what}" for what, n in sorted(run.records.items())) or "none")
+    )
+    if any(run.arrivals):
+        p99, lost = spread("serve", run.arrivals, frames)
+    else:
+        p99, lost = math.inf, frames * legs
+        print(f"serve: no caller received a packet; lost {lost} of {lost}")
+    packets = sum(len(a) for a in run.arrivals)
+    counts = sorted(len(a) for a in run.arrivals)
+    print(
+        f"prompt packets a caller received: min {counts[0]}, median {counts[len(counts) // 2]}, "
+        f"max {counts[-1]} (due {frames}); callers with none: {counts.count(0)}"
+    )
+    print(
+        f"serve CPU {run.serve_cpu:.2f} s over {run.wall:.1f} s "
+        f"({100 * run.serve_cpu / run.wall:.0f}% of one core, {100 * run.idle_cpu:.1f}% idle; "
+        f"children {run.children_cpu:.2f} s): "
+        f"{1e6 * run.serve_cpu / max(packets, 1):.0f} us a prompt packet received, "
+        f"{1e3 * run.serve_cpu / max(legs, 1):.0f} ms a call; callers sent {run.sent} RTP packets"
+    )
+    passed = p99 <= LIMIT_MS and lost == 0 and run.successful == legs and run.failed == 0
+    print(f"{'PASS' if passed else 'FAIL'}: p99 within {LIMIT_MS:g} ms of {PTIME_MS:g} ms")
+    return passed
+
+
 def spread(who: str, arrivals: list[list[int]], frames: int) -> tuple[float, int]:
     """Print and return the p99 distance from 20 ms of the intervals, and the packets lost."""
     lost = sum(frames - len(a) for a in arrivals)
@@ -199,7 +253,24 @@ def main() -> None:
         action="store_false",
         help="skip the C pacer run (bench/_rtp_pacer.c) that shows what the machine allows",
     )
+    parser.add_argument(
+        "--through-serve",
+        action="store_true",
+        help="run voiceplane serve and ring a flow of it with SIPp callers (bench/_ivr_serve.py)",
+    )
     args = parser.parse_args()
+    if args.through_serve:
+        if args.record:
+            parser.error("--record does not go with --through-serve (the flow does not record)")
+        prefix = (["nice", "-n", str(args.nice)] if args.nice else []) + (
+            ["chrt", "-f", "10"] if args.realtime else []
+        )
+        pcm = tone(args.seconds)
+        run = through_serve(args.legs, args.seconds, pcm, args.talk, args.ramp, prefix)
+        passed = report_through_serve(run, args.legs, args.seconds, args.talk, prefix)
+        if args.ceiling:
+            ceiling(args.legs, args.seconds, args.talk, args.realtime)
+        sys.exit(0 if passed else 1)
     try:
         import uvloop
     except ImportError:
