@@ -155,7 +155,7 @@ async def run_rate(
     dispatcher = Dispatcher(store.sessions, writer=store.writer, settings=settings, sender=child)
     await dispatcher.start()
     if child is not None:
-        await child.ready()  # its start-up is not part of the figure
+        await asyncio.wait_for(child.ready(), 60)  # its start-up is not part of the figure
     load = os.getloadavg()[0]
     # As the engine does in serve (voiceplane.calls.reporting.Handover): new callbacks are
     # stored leased to this process and handed straight to the dispatcher.
@@ -177,9 +177,13 @@ async def run_rate(
     child_pid = child.pid if child is not None else None
     cpu_before = (
         time.process_time(),
+        time.thread_time(),  # the event loop's thread
         cpu_s(child_pid) if child_pid else 0.0,
         cpu_s(receiver.process.pid),
     )
+    batches_before = store.writer.batches
+    if os.environ.get("LINGER"):  # an experiment: the writer's wait for more work
+        store.writer._linger_s = float(os.environ["LINGER"])
     started = loop.time()
     stored: list[asyncio.Future[tuple[OutboxMessage, ...]]] = []
     tick = 0.005
@@ -193,7 +197,7 @@ async def run_rate(
         future = store.writer.submit_item(leased_reports, report)
         future.add_done_callback(hand_over)
         stored.append(future)
-    await asyncio.gather(*stored)
+    await asyncio.wait_for(asyncio.gather(*stored), 120)
     produced_s = loop.time() - started
     deadline = loop.time() + 60
     while dispatcher.delivered < total and loop.time() < deadline:
@@ -201,9 +205,11 @@ async def run_rate(
     delivered_s = loop.time() - started
     cpu_after = (
         time.process_time(),
+        time.thread_time(),
         cpu_s(child_pid) if child_pid else 0.0,
         cpu_s(receiver.process.pid),
     )
+    batches = store.writer.batches - batches_before
     await dispatcher.stop()
     with store.sessions() as session:
         rows = session.execute(select(Outbox.id, Outbox.call_id))
@@ -223,9 +229,11 @@ async def run_rate(
     ]
     return {
         "load": load,
+        "batches_per_s": batches / delivered_s,
         "cpu_main_us": per_callback_us[0],
-        "cpu_sender_us": per_callback_us[1],
-        "cpu_receiver_us": per_callback_us[2],
+        "cpu_loop_us": per_callback_us[1],
+        "cpu_sender_us": per_callback_us[2],
+        "cpu_receiver_us": per_callback_us[3],
         "rate": rate,
         "calls": total,
         "arrived": len(distinct & call_of.keys()),
@@ -283,14 +291,16 @@ async def main(args: argparse.Namespace) -> int:
                 f"p99 {result['p99_ms']:.1f} ms (stored p50 {result['commit_p50_ms']:.1f} ms, "
                 f"p99 {result['commit_p99_ms']:.1f} ms)  {'ok' if ok else 'FAIL'}\n"
                 f"       CPU per callback: {result['cpu_main_us']:.0f} us main process "
-                f"(engine reports, store writer, dispatcher), {result['cpu_sender_us']:.0f} us "
+                f"(of which {result['cpu_loop_us']:.0f} us the event loop: the engine's "
+                f"reports, the dispatcher; the rest the store writer's thread), "
+                f"{result['cpu_sender_us']:.0f} us "
                 f"sender process, {result['cpu_receiver_us']:.0f} us receiver; "
-                f"load average {result['load']:.2f} at the start",
+                f"load average {result['load']:.2f} at the start; "
+                f"{result['batches_per_s']:.0f} store transactions/s",
                 flush=True,
             )
-            if not ok:
-                break
-            best = result
+            if ok and (best is None or rate > best["rate"]):
+                best = result  # every rate runs: a failing one still shows its figures
     if best is None:
         print(f"no rate passed (target: {TARGET_RATE}/s with p99 < {P99_LIMIT_MS:.0f} ms)")
         return 1

@@ -171,7 +171,10 @@ async def test_a_child_that_cannot_start_is_retried_with_a_pause_and_stop_still_
     started = time.monotonic()
     await sender.stop()
     assert time.monotonic() - started < 3
-    failures = [r for r in caplog.records if "did not start" in str(r.exc_info and r.exc_info[1])]
+    failures = [
+        record for record in caplog.records
+        if "did not start" in str(record.exc_info and record.exc_info[1])
+    ]  # fmt: skip
     # Restarted, but not in a tight loop: pauses of 0, 0.1, 0.2, 0.4, 0.8 s.
     assert 2 <= len(failures) <= 7
     assert outcomes.seen == [] and receiver.requests == []

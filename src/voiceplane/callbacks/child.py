@@ -173,18 +173,22 @@ class ChildSender:
         children = 0
         while not self._stopping:
             started = time.monotonic()
+            process: asyncio.subprocess.Process | None = None
             try:
                 process = await self._spawn()
-            except (OSError, ChildFailed):
-                log.exception("could not start the callback sender process")
-            else:
                 children += 1
                 self.restarts = children - 1
                 assert process.stdout is not None
                 while (outcomes := await read_frame(process.stdout)) is not None:
                     self._deliver([SendOutcome(*item) for item in outcomes])
+            except Exception:  # a child that cannot start, or a garbled stream: a new child
+                log.exception("the callback sender process failed")
+                process = process or self._process
+                if process is not None:
+                    await _end(process)
+            self._ready.clear()
+            if process is not None:
                 code = await process.wait()
-                self._ready.clear()
                 if self._stopping:
                     return
                 self._lost(process.pid, code)
