@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from sqlalchemy.orm import Session, sessionmaker
@@ -143,6 +143,7 @@ class Dispatcher:
         self._doorbell = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._sending: dict[str, OutboxMessage] = {}  # handed to the sender, no outcome yet
+        self._results: list[outbox.AttemptResult] = []  # to hand the writer this turn
         self._idle = asyncio.Event()  # set while nothing is being sent
         self._idle.set()
         self._helpers: set[asyncio.Task[None]] = set()
@@ -175,6 +176,7 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self.settings.drain_s)
         await self.sender.stop()  # abandons what is still open
+        self._flush_results()  # the writer stores what it was handed before it stops
         unfinished = list(self._sending)
         self._sending.clear()
         self._idle.set()
@@ -367,17 +369,31 @@ class Dispatcher:
         return ending(retry_at=next_at)
 
     def _record(self, result: outbox.AttemptResult) -> None:
-        if self._writer is not None:
-            # A bulk item: every result of a writer batch in two statements.
-            stored = self._writer.submit_item(outbox.record_results, result)
-        else:
+        if self._writer is None:
             stored = asyncio.ensure_future(
                 self._store(partial(outbox.record_results, results=[result]))
             )
+            self._after_recording(stored, finished=result.retry_at is None)
+            return
+        if not self._results:
+            # One writer item per turn of the loop for every result of that turn (a frame
+            # of outcomes from the sender process brings many).
+            asyncio.get_running_loop().call_soon(self._flush_results)
+        self._results.append(result)
+
+    def _flush_results(self) -> None:
+        results, self._results = self._results, []
+        if not results or self._writer is None:
+            return
+        # A bulk item: every result of a writer batch in two statements.
+        stored = self._writer.submit_item(_record_lists, results)
+        self._after_recording(stored, finished=any(r.retry_at is None for r in results))
+
+    def _after_recording(self, stored: asyncio.Future[Any], *, finished: bool) -> None:
         stored.add_done_callback(_log_failure)
-        if result.retry_at is None:
-            # Finished: the next row of its call may be due now, once this is stored (a
-            # claim in the same writer batch would run before this bulk item).
+        if finished:
+            # The next row of its call may be due now, once this is stored (a claim in the
+            # same writer batch would run before this bulk item).
             stored.add_done_callback(self._wake_after)
 
     def _give_back(self, message_id: str) -> None:
@@ -407,6 +423,10 @@ def _in_transaction(sessions: sessionmaker[Session], job: Callable[[Session], T]
 
 def _release(session: Session, *, ids: list[str], now: datetime) -> None:
     outbox.release(session, ids, now=now)
+
+
+def _record_lists(session: Session, lists: list[list[outbox.AttemptResult]]) -> None:
+    outbox.record_results(session, [result for results in lists for result in results])
 
 
 def _release_items(session: Session, items: list[tuple[str, datetime]]) -> None:
