@@ -16,6 +16,7 @@ This module runs it and hands back what was seen (:class:`Run`); ivr_media.py ju
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -260,8 +261,25 @@ def run_sipp(serve: Serve, ports: list[int], ramp: float, hold_s: float, workdir
         subprocess.run(command, cwd=workdir, stdout=out, stderr=out, timeout=limit_s + 30)
 
 
+def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling serve over the calls: GIL-holding samples, collapsed stacks."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil",
+         "--duration", str(math.ceil(seconds)), "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def through_serve(
-    legs: int, seconds: float, pcm: bytes, talk: bool, ramp: float, serve_prefix: list[str]
+    legs: int,
+    seconds: float,
+    pcm: bytes,
+    talk: bool,
+    ramp: float,
+    serve_prefix: list[str],
+    profile: Path | None = None,
 ) -> Run:
     if shutil.which("sipp") is None:
         raise SystemExit("sipp is not installed: run ./scripts/setup.sh (Debian's sip-tester)")
@@ -282,6 +300,7 @@ def through_serve(
         load_before = os.getloadavg()[0]
         children_before = children_cpu_seconds(serve.pid)
         began, cpu_before = time.perf_counter(), cpu_seconds(serve.pid)
+        spy = start_profile(serve.pid, profile, ramp + hold_s) if profile else None
         run_sipp(serve, ports, ramp, hold_s, workdir)
         wall, serve_cpu = time.perf_counter() - began, cpu_seconds(serve.pid) - cpu_before
         children_after = children_cpu_seconds(serve.pid)
@@ -289,6 +308,8 @@ def through_serve(
             cpu - children_before.get(pid, 0.0) for pid, cpu in children_after.items()
         )
         load_after = os.getloadavg()[0]
+        if spy is not None:
+            spy.wait(30)
         time.sleep(0.3)  # the last packets' way to the callers
         callers.send_signal(signal.SIGTERM)
         callers.wait(10)

@@ -27,7 +27,8 @@ SDP pointing at one caller socket (an injection file), each call held for the pr
 calls answered and failed (SIPp's counts and statistics), serve's records by status, the
 prompt packets each caller got (a caller that got fewer counts them as lost), serve's CPU
 over the calls (/proc, and idle before them) and per prompt packet, and the load average.
-``--nice``/``--realtime`` then apply to serve (``nice -n``, ``chrt -f 10``).
+``--nice``/``--realtime`` then apply to serve (``nice -n``, ``chrt -f 10``); ``--profile FILE``
+samples serve with py-spy over the calls (GIL-holding samples, collapsed stacks).
 
 The ceiling to compare with (skipped by ``--no-ceiling`` or when there is no gcc): the same callers
 receiving the same packet pattern from a plain C loop (bench/_rtp_pacer.c, compiled into a
@@ -258,6 +259,12 @@ def main() -> None:
         action="store_true",
         help="run voiceplane serve and ring a flow of it with SIPp callers (bench/_ivr_serve.py)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="with --through-serve: py-spy samples of serve over the calls (collapsed stacks)",
+    )
     args = parser.parse_args()
     if args.through_serve:
         if args.record:
@@ -266,7 +273,9 @@ def main() -> None:
             ["chrt", "-f", "10"] if args.realtime else []
         )
         pcm = tone(args.seconds)
-        run = through_serve(args.legs, args.seconds, pcm, args.talk, args.ramp, prefix)
+        run = through_serve(
+            args.legs, args.seconds, pcm, args.talk, args.ramp, prefix, args.profile
+        )
         passed = report_through_serve(run, args.legs, args.seconds, args.talk, prefix)
         if args.ceiling:
             ceiling(args.legs, args.seconds, args.talk, args.realtime)
