@@ -51,8 +51,7 @@ class Run:
 
     arrivals: list[list[int]]  # per caller (call i used socket i), kernel receive times, ns
     sent: int  # RTP packets the callers sent back to serve
-    successful: int  # SIPp calls that went INVITE, 200, ACK, BYE, 200 (SIPp's statistics)
-    failed: int  # SIPp calls that failed (SIPp's statistics)
+    sipp: SippStatistics  # calls successful (INVITE to BYE's 200) and failed, answer times
     answered: int  # INVITEs SIPp got a 200 for (its message counts)
     records: dict[str, int]  # serve's incoming call records, "state status": count
     serve_cpu: float  # seconds of CPU, serve's own process, over the calls' window
@@ -216,12 +215,32 @@ class Serve:
             self.proc.wait()
 
 
-def sipp_statistics(path: Path) -> tuple[int, int]:
-    """Successful and failed calls from SIPp's last statistics line."""
+@dataclass(frozen=True)
+class SippStatistics:
+    successful: int
+    failed: int
+    retransmissions: int
+    answer_ms: float  # mean INVITE to 200 (the scenario's rtd)
+    answer_ms_stdev: float
+
+
+def sipp_statistics(path: Path) -> SippStatistics:
+    """The cumulative figures of SIPp's last statistics line."""
     lines = path.read_text().strip().splitlines()
     header, last = lines[0].split(";"), lines[-1].split(";")
-    column = {name: i for i, name in enumerate(header)}
-    return int(last[column["SuccessfulCall(C)"]]), int(last[column["FailedCall(C)"]])
+    value = dict(zip(header, last, strict=False))
+
+    def ms(text: str) -> float:  # SIPp writes durations as HH:MM:SS:microseconds
+        hours, minutes, seconds, micros = map(int, text.split(":"))
+        return (hours * 3600 + minutes * 60 + seconds) * 1000 + micros / 1000
+
+    return SippStatistics(
+        successful=int(value["SuccessfulCall(C)"]),
+        failed=int(value["FailedCall(C)"]),
+        retransmissions=int(value["Retransmissions(C)"]),
+        answer_ms=ms(value["ResponseTime1(C)"]),
+        answer_ms_stdev=ms(value["ResponseTime1StDev(C)"]),
+    )
 
 
 def sipp_answered(path: Path) -> int:
@@ -315,7 +334,7 @@ def through_serve(
         callers.wait(10)
         callers = None
         result = json.loads(out.read_text())
-        successful, failed = sipp_statistics(workdir / "sipp_stat.csv")
+        statistics = sipp_statistics(workdir / "sipp_stat.csv")
         counts = next(workdir.glob("*_counts.csv"), None)
         answered = sipp_answered(counts) if counts is not None else -1
         records = serve.records(legs)
@@ -327,8 +346,7 @@ def through_serve(
     return Run(
         arrivals=result["arrivals"],
         sent=result["sent"],
-        successful=successful,
-        failed=failed,
+        sipp=statistics,
         answered=answered,
         records=records,
         serve_cpu=serve_cpu,

@@ -160,13 +160,19 @@ def report_through_serve(
         f"serve run as {' '.join(prefix) or 'is'}, load {run.load[0]:.2f} before, "
         f"{run.load[1]:.2f} after"
     )
+    sipp = run.sipp
     print(
-        f"SIPp: {run.answered} answered, {run.successful} successful (INVITE to BYE's 200), "
-        f"{run.failed} failed, of {legs}; serve's records: "
+        f"SIPp: {run.answered} answered, {sipp.successful} successful (INVITE to BYE's 200), "
+        f"{sipp.failed} failed, of {legs}; INVITE to 200 mean {sipp.answer_ms:.0f} ms "
+        f"(stdev {sipp.answer_ms_stdev:.0f}), {sipp.retransmissions} retransmissions"
+    )
+    print(
+        "serve's records: "
         + (", ".join(f"{n} {what}" for what, n in sorted(run.records.items())) or "none")
     )
     if any(run.arrivals):
         p99, lost = spread("serve", run.arrivals, frames)
+        held(run.arrivals)
     else:
         p99, lost = math.inf, frames * legs
         print(f"serve: no caller received a packet; lost {lost} of {lost}")
@@ -183,9 +189,31 @@ def report_through_serve(
         f"{1e6 * run.serve_cpu / max(packets, 1):.0f} us a prompt packet received, "
         f"{1e3 * run.serve_cpu / max(legs, 1):.0f} ms a call; callers sent {run.sent} RTP packets"
     )
-    passed = p99 <= LIMIT_MS and lost == 0 and run.successful == legs and run.failed == 0
+    passed = p99 <= LIMIT_MS and lost == 0 and sipp.successful == legs and sipp.failed == 0
     print(f"{'PASS' if passed else 'FAIL'}: p99 within {LIMIT_MS:g} ms of {PTIME_MS:g} ms")
     return passed
+
+
+def held(arrivals: list[list[int]]) -> None:
+    """Print the spread of the intervals while every caller was held (from the last caller's
+    first packet to the first caller's last): the ramp's and the hangups' signalling left out.
+    A second figure beside the whole run's, never instead of it."""
+    starts, ends = [a[0] for a in arrivals if a], [a[-1] for a in arrivals if a]
+    begin, end = max(starts), min(ends)
+    deviations = [
+        abs((b - a) / 1e6 - PTIME_MS)
+        for leg in arrivals
+        for a, b in itertools.pairwise(leg)
+        if begin <= a and b <= end
+    ]
+    if not deviations:
+        print("every caller held: never at once (the ramp is longer than the prompt)")
+        return
+    print(
+        f"every caller held ({(end - begin) / 1e9:.1f} s): p50 {percentile(deviations, 0.5):.2f} "
+        f"ms, p99 {percentile(deviations, 0.99):.2f} ms, max {max(deviations):.2f} ms "
+        f"over {len(deviations)} intervals"
+    )
 
 
 def spread(who: str, arrivals: list[list[int]], frames: int) -> tuple[float, int]:
