@@ -281,11 +281,12 @@ def run_sipp(serve: Serve, ports: list[int], ramp: float, hold_s: float, workdir
 
 
 def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy sampling serve over the calls: GIL-holding samples, collapsed stacks."""
+    """py-spy sampling serve over the calls: GIL-holding samples, collapsed stacks, each
+    under its thread (the event loop, the store writer)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     spy = str(Path(sys.executable).parent / "py-spy")
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil",
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil", "--threads",
          "--duration", str(math.ceil(seconds)), "--nonblocking", "-o", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
