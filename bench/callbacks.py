@@ -6,10 +6,10 @@
 
 The platform's own parts, as ``voiceplane serve`` runs them: the store (SQLite in a
 temporary directory, ``synchronous=FULL``: every commit is durable), its group-commit writer
-and the callback dispatcher, its HTTP attempts (aiohttp) made by a sender process of its own
-as in ``serve`` (``--sender inline``: in the bench's process). The receiver is a plain HTTP
-server in a process of its own (``_callback_receiver.py``) that answers 204 and notes when
-each callback arrived.
+and the callback dispatcher, its HTTP attempts (``voiceplane.callbacks.http1``) made by a
+sender process of its own as in ``serve`` (``--sender inline``: in the bench's process).
+The receiver is a plain HTTP server in a process of its own (``_callback_receiver.py``)
+that answers 204 and notes when each callback arrived.
 
 At each rate, calls end open-loop (one every 1/rate s): each end is the engine's real
 report (``LeasedReports``: the completed snapshot and its status callback in one
@@ -18,7 +18,7 @@ The figure is the callbacks per second delivered, and the time
 from each call's end (its ``end_time``) to its callback's arrival at the receiver: p50 and
 p99. A rate passes when every callback arrived, exactly once, and the p99 is under 100 ms.
 
-The ceiling to compare with: the same receiver, the same HTTP client (aiohttp) and
+The ceiling to compare with: the same receiver, the same HTTP client (``Http1Client``) and
 concurrency, with no store at all (``ceiling`` line): what the HTTP part alone could do here.
 
 Each rate also prints the CPU time spent per callback delivered (user + system, from the
@@ -43,11 +43,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
 from sqlalchemy import select
 
 from voiceplane.callbacks.child import ChildSender
 from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
+from voiceplane.callbacks.http1 import Http1Client
 from voiceplane.calls.reporting import LeasedReports, Report
 from voiceplane.calls.status import Status
 from voiceplane.store import repository
@@ -252,17 +252,17 @@ async def ceiling(count: int, per_destination: int, workdir: Path) -> float:
     """The HTTP client alone against the same receiver: the HTTP part's own limit here."""
     receiver = ReceiverProcess(workdir)
     semaphore = asyncio.Semaphore(per_destination)
-    async with aiohttp.ClientSession() as client:
+    client = Http1Client(connect_timeout_s=5)
 
-        async def one(index: int) -> None:
-            async with semaphore:
-                headers = {"webhook-id": f"c{index}"}
-                async with client.post(receiver.url, data=b'{"x": 1}', headers=headers) as answer:
-                    await answer.read()
+    async def one(index: int) -> None:
+        async with semaphore:
+            headers = {"webhook-id": f"c{index}", "content-type": "application/json"}
+            await client.request("POST", receiver.url, headers=headers, body=b'{"x": 1}')
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one(index) for index in range(count)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(one(index) for index in range(count)))
+    elapsed = time.perf_counter() - started
+    await client.close()
     receiver.arrivals()
     return count / elapsed
 
@@ -273,7 +273,7 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="voiceplane-bench-callbacks-") as tmp:
         workdir = Path(tmp)
         top = await ceiling(10_000, args.per_destination, workdir)
-        print(f"ceiling: aiohttp alone, no store: {top:,.0f} callbacks/s "
+        print(f"ceiling: the HTTP client alone, no store: {top:,.0f} callbacks/s "
               f"({args.per_destination} connections)")  # fmt: skip
         for rate in rates:
             result = await run_rate(

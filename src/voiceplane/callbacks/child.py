@@ -1,7 +1,7 @@
 """A sender in a child process: the HTTP part of delivering callbacks off the main process.
 
 ``voiceplane serve`` is CPU-bound on one core when callbacks pour out: the store writer's
-thread and the event loop share the GIL, and aiohttp's requests were about a third of the
+thread and the event loop share the GIL, and the HTTP requests (aiohttp then) were a third of the
 CPU per callback (bench/callbacks.py). :class:`ChildSender` hands the attempts to
 ``python -m voiceplane.callbacks.sender_main`` over its stdin and reads the outcomes from
 its stdout, so the HTTP work runs on the machine's other core. The store stays the one

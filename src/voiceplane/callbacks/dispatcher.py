@@ -3,12 +3,13 @@ to be given up.
 
 One asyncio task takes due rows from the store (``voiceplane.store.outbox.claim``: leased,
 in ``seq`` order per call and URL) and hands them to a sender (``voiceplane.callbacks.
-sending``), which makes the HTTP attempts with aiohttp: in this process by default, or in a
-child process of its own (``voiceplane.callbacks.child``, what ``serve`` uses: the HTTP
-work then runs on another core than the store writer and the engine). The dispatcher alone
-decides what an answer means and stores it. (httpx was the first client: measured here with
-bench/callbacks.py's receiver it delivered 240 requests/s over 32 connections, aiohttp
-9,000; the issue asks 2,000 callbacks/s.) A 2xx answer is delivered; anything else
+sending``), which makes the HTTP attempts (``voiceplane.callbacks.http1``): in this
+process by default, or in a child process of its own (``voiceplane.callbacks.child``, what
+``serve`` uses: the HTTP work then runs on another core than the store writer and the
+engine). The dispatcher alone decides what an answer means and stores it. (Clients measured
+here with bench/callbacks.py's receiver: httpx delivered 240 requests/s over 32
+connections, aiohttp 9,000 at about 265 µs of CPU a request, ``http1`` 35,000 at about
+100 µs; the issue asks 2,000 callbacks/s.) A 2xx answer is delivered; anything else
 (another status, a refused connection, a timeout) is retried after an exponential backoff
 with full jitter
 (``uniform(0, min(max_retry_s, first_retry_s * 2**(n-1)))``) until ``retry_for_s`` after the
@@ -40,7 +41,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Final, TypeVar
 
-import aiohttp
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceplane.store import outbox
@@ -125,19 +125,16 @@ class Dispatcher:
         *,
         settings: DispatcherSettings | None = None,
         writer: StoreWriter | None = None,
-        client: aiohttp.ClientSession | None = None,
         sender: Sender | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
     ) -> None:
-        """``sender`` makes the attempts: by default an ``HttpSender`` in this process
-        (on ``client`` if given); ``serve`` passes a ``ChildSender``."""
+        """``sender`` makes the attempts: by default an ``HttpSender`` in this process;
+        ``serve`` passes a ``ChildSender``."""
         self.settings = settings or DispatcherSettings()
-        if sender is not None and client is not None:
-            raise ValueError("give a sender or a client, not both")
         self._sessions = sessions
         self._writer = writer
-        self.sender: Sender = sender or HttpSender(self.settings.sender, client=client)
+        self.sender: Sender = sender or HttpSender(self.settings.sender)
         self._clock = clock
         self._rng = rng or random.Random()
         self._doorbell = asyncio.Event()

@@ -1,9 +1,10 @@
-"""HTTP attempts at callbacks: what a sender is handed, what it answers, and the aiohttp one.
+"""HTTP attempts at callbacks: what a sender is handed, what it answers, and the sender.
 
 The dispatcher decides what to send and what an answer means (delivered, retried, given
-up); a sender only makes attempts. :class:`HttpSender` makes them with aiohttp in the
-running event loop, at most ``per_destination`` requests open to one scheme+host+port at a
-time. It runs in ``voiceplane serve``'s own process (``InProcessSender``) or in a child
+up); a sender only makes attempts. :class:`HttpSender` makes them with
+:mod:`voiceplane.callbacks.http1` in the running event loop, at most ``per_destination``
+requests open to one scheme+host+port at a time. It runs in ``voiceplane serve``'s own
+process (the dispatcher's default) or in a child
 process of its own (``voiceplane.callbacks.child``), which is why jobs and outcomes are
 plain data with wall-clock and ``time.monotonic()`` times (CLOCK_MONOTONIC is one clock for
 every process of the machine).
@@ -20,10 +21,8 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
-
 from . import signing
+from .http1 import Http1Client
 
 USER_AGENT: Final = "voiceplane-callbacks/1"
 
@@ -119,14 +118,11 @@ class _Limits:
 
 
 class HttpSender:
-    """Makes attempts with one ``aiohttp.ClientSession`` in the running loop."""
+    """Makes attempts with one :class:`Http1Client` in the running loop."""
 
-    def __init__(
-        self, settings: SenderSettings, *, client: aiohttp.ClientSession | None = None
-    ) -> None:
+    def __init__(self, settings: SenderSettings) -> None:
         self.settings = settings
-        self._client = client
-        self._owns_client = client is None
+        self._client: Http1Client | None = None
         self._limits = _Limits(settings.per_destination)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._on_outcome: OnOutcome | None = None
@@ -134,15 +130,7 @@ class HttpSender:
     async def start(self, on_outcome: OnOutcome) -> None:
         self._on_outcome = on_outcome
         if self._client is None:
-            self._client = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=self.settings.total_timeout_s,
-                    connect=self.settings.connect_timeout_s,
-                ),
-                # Our own per-destination limit (_Limits) decides; the pool only reuses.
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
-                auto_decompress=False,
-            )
+            self._client = Http1Client(connect_timeout_s=self.settings.connect_timeout_s)
 
     def submit(self, jobs: Sequence[SendJob]) -> None:
         if self._on_outcome is None:
@@ -164,7 +152,7 @@ class HttpSender:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._on_outcome = None
-        if self._owns_client and self._client is not None:
+        if self._client is not None:
             await self._client.close()
             self._client = None
 
@@ -197,20 +185,16 @@ class HttpSender:
         error: str | None = None
         try:
             async with asyncio.timeout(self.settings.total_timeout_s):
-                async with client.request(
-                    job.method,
-                    URL(job.url, encoded=True),  # encoded: sent as it is, not re-quoted
-                    data=body if job.method == "POST" else None,
-                    headers=headers,
-                    allow_redirects=False,
-                ) as response:
-                    await response.read()  # the connection goes back to the pool whole
-            status = response.status
-            if not 200 <= status < 300:
+                # The URL is sent as it is (a legacy URL was percent-encoded when filled).
+                status = await client.request(
+                    job.method, job.url, headers=headers,
+                    body=body if job.method == "POST" else None,
+                )  # fmt: skip
+            if not 200 <= status < 300:  # a 3xx too: redirects are not followed
                 error = f"HTTP {status}"
         except TimeoutError:
             error = f"timed out after {self.settings.total_timeout_s:g} s"
-        except (aiohttp.ClientError, OSError, ValueError) as failure:
+        except (OSError, ValueError) as failure:
             name = type(failure).__name__
             error = f"{name}: {failure}" if str(failure) else name
         duration_ms = round((time.monotonic() - started) * 1000)
