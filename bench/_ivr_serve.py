@@ -278,6 +278,8 @@ def run_sipp(serve: Serve, ports: list[int], ramp: float, hold_s: float, workdir
     (workdir / "sipp_command.txt").write_text(" ".join(command) + "\n")
     with open(workdir / "sipp.out", "wb") as out:
         subprocess.run(command, cwd=workdir, stdout=out, stderr=out, timeout=limit_s + 30)
+    if not (workdir / "sipp_stat.csv").is_file():
+        raise SystemExit(f"SIPp did not run its calls; see {workdir / 'sipp.out'}")
 
 
 def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
