@@ -8,7 +8,6 @@ HTTP drop its open connections instead of waiting for them.
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Generator, Iterator, Sequence
@@ -23,6 +22,7 @@ from voiceplane.api.app import create_app
 from voiceplane.calls.commands import CallCommands
 from voiceplane.config import Config
 from voiceplane.policy.dnd import DndRegistry
+from voiceplane.runtime import tune_gc
 from voiceplane.store.writer import StoreWriter
 
 GRACEFUL_HTTP_SHUTDOWN_S = 5
@@ -89,18 +89,10 @@ async def serve(
         async with contextlib.AsyncExitStack() as running:
             await _start_services(services, running)
             readiness.services_started = True
-            _freeze_startup_objects()
+            tune_gc()
             if not stop.is_set():
                 await _run_http(server, stop, config)
     _log().info("voiceplane stopped")
-
-
-def _freeze_startup_objects() -> None:
-    """Keep what start-up made (modules, apps, the ORM's registries: most of the process's
-    objects) out of the cyclic garbage collector's full passes: they live as long as the
-    process, and scanning them again and again stalled the event loop for tens of ms."""
-    gc.collect()
-    gc.freeze()
 
 
 def _build_server(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Iterator
 
 from voiceplane.config import SandboxSettings
+from voiceplane.runtime import tune_gc
 from voiceplane.sip.timers import TimerValues
 
 from .operator import SandboxOperator
@@ -17,11 +17,6 @@ from .operator import SandboxOperator
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-# The cyclic collector's youngest generation is collected after this many new container
-# objects (Python's default: 700). Each SIP message makes a few dozen, nearly all freed by
-# reference counting; collecting every 700 cost the sandbox about a tenth of its CPU.
-GC_YOUNG_THRESHOLD = 20_000
 
 
 async def run_sandbox(
@@ -38,22 +33,13 @@ async def run_sandbox(
     operator = SandboxOperator(settings, timer_values)
     with _stop_on_signals(stop):
         await operator.start()
-        _tune_gc()
+        tune_gc()
         try:
             log.info("%s", describe(settings))
             await stop.wait()
         finally:
             await operator.stop()
     log.info("sandbox operator stopped")
-
-
-def _tune_gc() -> None:
-    """Keep what start-up made (modules, settings, the dial plan) out of the collector's
-    passes for good, as ``serve`` does, and collect young objects less often."""
-    gc.collect()
-    gc.freeze()
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def describe(settings: SandboxSettings) -> str:

@@ -1,0 +1,26 @@
+"""tune_gc: start-up objects frozen out of the collector, young objects collected less often."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from voiceplane.runtime import GC_YOUNG_THRESHOLD, tune_gc
+
+
+@pytest.fixture
+def thresholds() -> Iterator[None]:
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
+
+
+@pytest.mark.usefixtures("thresholds")
+def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold() -> None:
+    gc.set_threshold(700, 10, 10)
+    kept = [object(), []]  # made before: frozen with the rest
+    tune_gc()
+    assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, 10, 10)  # the older generations as set
