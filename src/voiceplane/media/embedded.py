@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
 from voiceplane.sip.errors import SipParseError
 from voiceplane.sip.sdp import (
@@ -177,7 +177,7 @@ class EmbeddedMedia(MediaBackend):
             sock.close()
             raise
         session = EmbeddedSession(
-            self._host, port, sock, transport, protocol, self._sessions.discard, self._playout
+            self._host, port, transport, protocol, self._sessions.discard, self._playout
         )
         self._sessions.add(session)
         return session
@@ -211,10 +211,6 @@ class EmbeddedMedia(MediaBackend):
             yield port
 
 
-class _Backlogged(Protocol):
-    def get_write_buffer_size(self) -> int: ...
-
-
 class _Receiver(asyncio.DatagramProtocol):
     """Forwards datagrams to the session; exists so the session's own API stays clean."""
 
@@ -241,7 +237,6 @@ class EmbeddedSession(MediaSession):
         self,
         host: str,
         port: int,
-        sock: socket.socket,
         transport: asyncio.DatagramTransport,
         receiver: _Receiver,
         on_close: Callable[[EmbeddedSession], None],
@@ -249,10 +244,7 @@ class EmbeddedSession(MediaSession):
     ) -> None:
         self._host = host
         self._port = port
-        self._socket = sock  # the transport's own socket (same fd): see _send
         self._transport = transport
-        # asyncio's and uvloop's datagram transports both have it; typeshed lacks it.
-        self._backlog: Callable[[], int] = cast(_Backlogged, transport).get_write_buffer_size
         self._on_close = on_close
         self._playout = playout
         self._state = _State.IDLE
@@ -401,27 +393,11 @@ class EmbeddedSession(MediaSession):
 
     def _send(self, sender: _Sender, payload: bytes, *, marker: bool) -> None:
         assert sender.destination is not None
-        packet = (
-            rtp_header(
-                sender.payload_type, self._sequence, self._timestamp, self._ssrc, marker=marker
-            )
-            + payload
+        header = rtp_header(
+            sender.payload_type, self._sequence, self._timestamp, self._ssrc, marker=marker
         )
+        self._transport.sendto(header + payload, sender.destination)
         self._sequence = (self._sequence + 1) & 0xFFFF  # counts packets sent
-        # The ticker sends every session's frame in one go, so a packet's cost is the tick's
-        # length and the lateness of the last callers' packets. The socket's own sendto is
-        # about 2 µs a packet cheaper than the transport's; the transport still sends when
-        # it holds a backlog (so nothing overtakes it) or when the kernel's buffer is full
-        # (it queues the packet and sends it when the socket is writable).
-        if self._backlog():
-            self._transport.sendto(packet, sender.destination)
-            return
-        try:
-            self._socket.sendto(packet, sender.destination)
-        except (BlockingIOError, InterruptedError):
-            self._transport.sendto(packet, sender.destination)
-        except OSError as exc:  # e.g. an earlier ICMP unreachable; as error_received does
-            log.debug("RTP send to %s failed: %s", sender.destination, exc)
 
     def _resolve_later(self, sender: _Sender, playing: _Playing) -> None:
         if self._resolving is not None:
