@@ -117,7 +117,7 @@ class CallEngine:
         # queue time), and since one of their calls last ended (not read again till then).
         self._waiting: tuple[set[str], set[int]] = (set(), set())
         self._held: tuple[set[str], set[int]] = (set(), set())
-        self._http: httpx.AsyncClient | None = None  # flows' webhook steps, made at first use
+        self._http: httpx.AsyncClient | None = None  # flows' webhook steps, made at start
 
     # --- Service -------------------------------------------------------------------------------
 
@@ -131,6 +131,8 @@ class CallEngine:
         self.channels.rebuild(holding)
         self._foreign = {need.call_id for need in holding}
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        if self._http is None:  # for target flows' webhooks: made now, not during a call
+            self._http = httpx.AsyncClient()
 
     async def stop(self) -> None:
         """Stop taking calls; end the live ones (CANCEL or BYE) and store how they ended."""

@@ -173,7 +173,9 @@ class IncomingCalls:
         self.handover: Handover | None = None
 
     async def start(self) -> None:
-        pass
+        # The flows' HTTP client now, not at the first call: making one (httpcore, an SSL
+        # context) holds the event loop for about 50 ms, which every prompt playing would hear.
+        self._client()
 
     async def stop(self) -> None:
         """End the calls still up (BYE, or 503 to one not yet answered) and wait a little
