@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +28,8 @@ class RawServer:
     port: int = 0
     _server: asyncio.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -132,8 +135,9 @@ async def test_a_request_the_server_dropped_on_a_reused_connection_is_sent_once_
         b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         b"HTTP/1.1 201 Created\r\nconnection: close\r\n\r\nuntil the end",
         b"HTTP/1.0 201 Created\r\n\r\nold style",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
     ],
-    ids=["chunked", "until-close", "http-1.0"],
+    ids=["chunked", "until-close", "http-1.0", "after-100"],
 )
 async def test_answers_framed_by_chunks_or_by_the_end_of_the_connection(
     client: Http1Client, answer: bytes
@@ -141,14 +145,15 @@ async def test_answers_framed_by_chunks_or_by_the_end_of_the_connection(
     async def reply(head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(answer)
         await writer.drain()
-        return b"chunked" in answer
+        return b"chunked" in answer or b"100" in answer
 
     server = await _server(reply)
     url = f"http://127.0.0.1:{server.port}/x"
     assert await client.request("GET", url, headers={}, body=None) == 201
     assert await client.request("GET", url, headers={}, body=None) == 201
     await server.stop()
-    assert server.connections == (1 if b"chunked" in answer else 2)
+    kept_alive = b"chunked" in answer or b"100" in answer
+    assert server.connections == (1 if kept_alive else 2)
 
 
 async def test_basic_auth_comes_from_the_url(client: Http1Client) -> None:
@@ -178,3 +183,29 @@ async def test_urls_it_cannot_send_are_refused(client: Http1Client) -> None:
         await client.request("GET", "ftp://example.test/x", headers={}, body=None)
     with pytest.raises(ValueError, match="host"):
         await client.request("GET", "http:///x", headers={}, body=None)
+
+
+async def test_https_verifies_the_servers_certificate(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    server = RawServer(_no_content)
+    await server.start(tls=served)
+    url = f"https://localhost:{server.port}/hook"
+    default = Http1Client(connect_timeout_s=2)
+    with pytest.raises(ssl.SSLCertVerificationError):  # self-signed: refused by default
+        await default.request("POST", url, headers={}, body=b"{}")
+    await default.close()
+    trusting = ssl.create_default_context(cafile=str(cert))
+    client = Http1Client(connect_timeout_s=2, tls=trusting)
+    assert await client.request("POST", url, headers={}, body=b"{}") == 204
+    assert await client.request("POST", url, headers={}, body=b"{}") == 204
+    await client.close()
+    await server.stop()
+    assert server.connections == 1 and len(server.heads) == 2

@@ -66,6 +66,9 @@ class _Connection(asyncio.Protocol):
         self._headers_done = True
 
     def on_message_complete(self) -> None:
+        if self._parser.get_status_code() < 200:  # 1xx: informational, the answer follows
+            self._headers_done = False
+            return
         self._finish(keep_alive=self._parser.should_keep_alive())
 
     # ours
@@ -100,11 +103,12 @@ Destination = tuple[str, str, int]
 class Http1Client:
     """Requests over kept-alive connections; ``close`` ends them all."""
 
-    def __init__(self, *, connect_timeout_s: float) -> None:
+    def __init__(self, *, connect_timeout_s: float, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: the context for https (default: the system's, certificates verified)."""
         self._connect_timeout_s = connect_timeout_s
         self._idle: dict[Destination, list[_Connection]] = {}
         self._busy: set[_Connection] = set()
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
 
     async def request(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None
@@ -182,6 +186,7 @@ class Http1Client:
             self._busy.discard(connection)
             if kept:
                 idle = self._idle.setdefault(key, [])
+                idle[:] = [other for other in idle if not other.closed]  # closed while idle
                 if len(idle) < MAX_IDLE_PER_DESTINATION:
                     idle.append(connection)
                 else:
