@@ -51,6 +51,7 @@ from voiceplane.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from voiceplane.callbacks.http1 import Http1Client
 from voiceplane.calls.reporting import LeasedReports, Report
 from voiceplane.calls.status import Status
+from voiceplane.runtime import tune_gc
 from voiceplane.store import repository
 from voiceplane.store.models import Outbox
 from voiceplane.store.outbox import OutboxMessage
@@ -154,13 +155,13 @@ async def run_rate(
     # The bench's own set-up (a dict per call, thousands) is dropped before the run: the
     # collector's full passes would scan them, which serve does not have.
     del rows
-    gc.collect()
     settings = DispatcherSettings(per_destination=per_destination, max_in_flight=4000)
     child = ChildSender(settings.sender) if sender == "child" else None
     dispatcher = Dispatcher(store.sessions, writer=store.writer, settings=settings, sender=child)
     await dispatcher.start()
     if child is not None:
         await asyncio.wait_for(child.ready(), 60)  # its start-up is not part of the figure
+    tune_gc()  # as serve does once it has started
     load = os.getloadavg()[0]
     # As the engine does in serve (voiceplane.calls.reporting.Handover): new callbacks are
     # stored leased to this process and handed straight to the dispatcher.
@@ -229,6 +230,7 @@ async def run_rate(
         rows = session.execute(select(Outbox.id, Outbox.call_id))
         call_of = {ident: call for ident, call in rows}
     await store.stop()
+    gc.unfreeze()  # the next rate starts afresh
     arrivals = receiver.arrivals()
     latencies = [
         (arrived - ended[call_of[webhook_id]]) * 1000

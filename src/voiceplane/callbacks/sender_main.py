@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 
+from voiceplane.runtime import tune_gc
+
 from .child import frame, read_frame
 from .sending import HttpSender, SenderSettings, SendJob, SendOutcome
 
@@ -45,6 +47,7 @@ async def serve(in_fd: int, out_fd: int) -> None:
 
     sender = HttpSender(SenderSettings(**settings))
     await sender.start(on_outcome)
+    tune_gc()  # like serve: start-up's objects out of the collector's passes
     out.write(frame([]))  # ready
     try:
         while (jobs := await read_frame(reader)) is not None:
