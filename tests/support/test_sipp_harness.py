@@ -54,6 +54,7 @@ EXERCISED_ELSEWHERE = {
     "operator_short_calls": "tests/calls/test_capacity_sipp.py",
     "sandbox_cancel_after": "tests/sandbox",
     "sandbox_reinvite": "tests/sandbox",
+    "uas_answer_info_key": "tests/calls/test_leg_flow_sipp.py",
 }
 
 
