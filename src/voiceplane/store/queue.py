@@ -7,12 +7,13 @@ gets back is plain data (:class:`CallCommand`), not ORM rows that belong to a se
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Integer, Select, Update, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import Account, Call, Leg, Number
@@ -91,52 +92,56 @@ def claim_due(
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
-    calls = Call.__table__
-    c = calls.c
-    conditions = list(due_conditions(now))
+    query = _due_query(gated=gate is not None, bridges=bool(skip_bridges),
+                       accounts=bool(skip_accounts))  # fmt: skip
+    values: dict[str, Any] = {"now": now, "limit": limit}
     if skip_bridges:
-        conditions.append(or_(c.bridge.is_(None), c.bridge.not_in(list(skip_bridges))))
+        values["skip_bridges"] = list(skip_bridges)
     if skip_accounts:
-        conditions.append(c.account_id.not_in(list(skip_accounts)))
+        values["skip_accounts"] = list(skip_accounts)
+    rows: Sequence[Any] = session.connection().execute(query, values).all()
     if gate is not None:
-        rows = _gated(session, conditions, limit, gate)
-    else:
-        rows = _due_rows(session, conditions, limit)
+        rows = _gated(rows, gate)
     return _claim_rows(session, rows, now)
 
 
-def _due_rows(session: Session, conditions: list[Any], limit: int) -> Sequence[Any]:
-    c = Call.__table__.c
-    query = (
-        select(*_command_columns(c))
-        .where(*conditions)
-        .order_by(*DUE_ORDER)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return session.connection().execute(query).all()
-
-
-def _gated(
-    session: Session, conditions: list[Any], limit: int, gate: Gate
-) -> Sequence[Any]:
-    calls, accounts, numbers = Call.__table__, Account.__table__, Number.__table__
+@functools.cache
+def _due_query(*, gated: bool, bridges: bool, accounts: bool) -> Select[Any]:
+    """The claim's query, built once per shape (this runs for every call, and building it
+    and its cache key cost more than running it): ``now``, ``limit`` and the skip lists
+    are bound at each run. ``gated`` also reads the bridge's and the account's limits."""
+    calls, account_table, numbers = Call.__table__, Account.__table__, Number.__table__
     c = calls.c
-    query = (
-        select(
-            *_command_columns(c), numbers.c.channels.label("bridge_channels"),
-            accounts.c.channels.label("account_channels"),
-            accounts.c.max_cps.label("account_cps"),
-        )  # fmt: skip
-        .select_from(calls)
-        .join(accounts, accounts.c.id == c.account_id)
-        .outerjoin(numbers, numbers.c.e164 == c.bridge)
-        .where(*conditions)
+    conditions: list[Any] = list(due_conditions(bindparam("now", type_=c.scheduled_at.type)))
+    if bridges:
+        skipped = bindparam("skip_bridges", expanding=True, type_=c.bridge.type)
+        conditions.append(or_(c.bridge.is_(None), c.bridge.not_in(skipped)))
+    if accounts:
+        skipped = bindparam("skip_accounts", expanding=True, type_=c.account_id.type)
+        conditions.append(c.account_id.not_in(skipped))
+    columns = list(_command_columns(c))
+    if gated:
+        columns += [
+            numbers.c.channels.label("bridge_channels"),
+            account_table.c.channels.label("account_channels"),
+            account_table.c.max_cps.label("account_cps"),
+        ]
+    query = select(*columns)
+    if gated:
+        query = (
+            query.select_from(calls)
+            .join(account_table, account_table.c.id == c.account_id)
+            .outerjoin(numbers, numbers.c.e164 == c.bridge)
+        )
+    return (
+        query.where(*conditions)
         .order_by(*DUE_ORDER)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True, of=calls)
     )
-    rows: Sequence[Any] = session.connection().execute(query).all()
+
+
+def _gated(rows: Sequence[Any], gate: Gate) -> Sequence[Any]:
     return [
         row
         for row in rows
@@ -208,20 +213,10 @@ def _command_columns(c: Any) -> tuple[Any, ...]:
 def _claim_rows(session: Session, rows: Sequence[Any], now: datetime) -> list[CallCommand]:
     if not rows:
         return []
-    calls = Call.__table__
-    c = calls.c
     connection = session.connection()  # Core only: no ORM objects for the hot path
-    ids = [row.id for row in rows]
-    connection.execute(
-        update(calls)  # type: ignore[arg-type]
-        .where(c.id.in_(ids))
-        .values(state="dialing", attempts=c.attempts + 1, updated_at=now)
-    )
-    connection.execute(
-        update(calls)  # type: ignore[arg-type]
-        .where(c.id.in_(ids), c.start_time.is_(None))
-        .values(start_time=now)
-    )
+    values = {"ids": [row.id for row in rows], "now": now}
+    for statement in _claim_updates():
+        connection.execute(statement, values)
     earlier = _legs_of([row.id for row in rows if row.attempts > 0], session)
     return [
         CallCommand(
@@ -245,6 +240,27 @@ def _claim_rows(session: Session, rows: Sequence[Any], now: datetime) -> list[Ca
         )
         for row in rows
     ]
+
+
+@functools.cache
+def _claim_updates() -> tuple[Update, Update]:
+    """The claimed calls (``ids``) to dialing, and their first start time (``now``): built
+    once, bound at each claim."""
+    calls = Call.__table__
+    c = calls.c
+    ids = bindparam("ids", expanding=True, type_=c.id.type)
+    now = bindparam("now", type_=c.updated_at.type)
+    dialing = (
+        update(calls)  # type: ignore[arg-type]
+        .where(c.id.in_(ids))
+        .values(state="dialing", attempts=c.attempts + 1, updated_at=now)
+    )
+    started = (
+        update(calls)  # type: ignore[arg-type]
+        .where(c.id.in_(ids), c.start_time.is_(None))
+        .values(start_time=bindparam("now", type_=c.start_time.type))
+    )
+    return dialing, started
 
 
 def _legs_of(call_ids: list[str], session: Session) -> dict[str, list[LegProgress]]:

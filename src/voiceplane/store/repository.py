@@ -468,8 +468,9 @@ def calls_in_states(session: Session, states: Iterable[str]) -> list[Call]:
     return list(session.scalars(query))
 
 
-def due_conditions(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """What makes a call due at ``now``: queued, and unscheduled or scheduled by then."""
+def due_conditions(now: datetime | ColumnElement[Any]) -> tuple[ColumnElement[bool], ...]:
+    """What makes a call due at ``now``: queued, and unscheduled or scheduled by then.
+    ``now`` may be a bound parameter, for a statement built once (``store.queue``)."""
     return (
         Call.state == "queued",
         or_(Call.scheduled_at.is_(None), Call.scheduled_at <= now),
