@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from _procfs import HOST, children_cpu_seconds, cpu_seconds, free_port
 
 HERE = Path(__file__).resolve().parent
 VOICEPLANE = str(Path(sys.executable).parent / "voiceplane")
 SCENARIO = HERE / "_ivr_sipp_caller.xml"
-HOST = "127.0.0.1"
 DID = "+918047155555"
 CALLERS = "+9198100{:05d}"
 PROMPT = "bench-prompt.wav"
@@ -60,38 +60,6 @@ class Run:
     idle_cpu: float  # serve's CPU per second with no call, just before the window
     load: tuple[float, float]  # the 1-minute load average before and after
     workdir: Path
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of one process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU of every live descendant of ``pid`` (serve runs callbacks in a child process)."""
-    found: dict[int, float] = {}
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = (task / "children").read_text().split()
-            except OSError:
-                continue
-            for child in map(int, children):
-                try:
-                    found[child] = cpu_seconds(child)
-                except OSError:
-                    continue
-                pending.append(child)
-    return found
 
 
 def write_prompt(path: Path, pcm: bytes) -> None:

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import httpx
 from _http_load import Pool
+from _procfs import cpu_seconds, free_port, thread_cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 VOICEPLANE = [str(Path(sys.executable).parent / "voiceplane")]
@@ -78,29 +79,6 @@ class Step:
     @property
     def clean(self) -> bool:
         return self.right_statuses and self.p99_ms < P99_LIMIT_MS
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def thread_cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds of each thread of ``pid``, by thread id."""
-    found: dict[int, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the thread ended meanwhile
-        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
 
 
 def own_cpu_seconds() -> float:

@@ -36,6 +36,7 @@ import gc
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _procfs import cpu_seconds, free_port
 from sqlalchemy import select
 
 from voiceplane.callbacks.child import ChildSender
@@ -63,18 +65,9 @@ P99_LIMIT_MS = 100.0
 TARGET_RATE = 2000
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class ReceiverProcess:
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+        self.port = free_port(socket.SOCK_STREAM)
         self.out = workdir / f"arrivals-{self.port}.json"
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / "_callback_receiver.py"), str(self.port), str(self.out)],
@@ -94,12 +87,6 @@ class ReceiverProcess:
         self.process.wait(30)
         data: list[tuple[str, float]] = [tuple(item) for item in json.loads(self.out.read_text())]
         return data
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -192,8 +179,8 @@ async def run_rate(
     cpu_before = (
         time.process_time(),
         time.thread_time(),  # the event loop's thread
-        cpu_s(child_pid) if child_pid else 0.0,
-        cpu_s(receiver.process.pid),
+        cpu_seconds(child_pid) if child_pid else 0.0,
+        cpu_seconds(receiver.process.pid),
     )
     batches_before = store.writer.batches
     if os.environ.get("LINGER"):  # an experiment: the writer's wait for more work
@@ -221,8 +208,8 @@ async def run_rate(
     cpu_after = (
         time.process_time(),
         time.thread_time(),
-        cpu_s(child_pid) if child_pid else 0.0,
-        cpu_s(receiver.process.pid),
+        cpu_seconds(child_pid) if child_pid else 0.0,
+        cpu_seconds(receiver.process.pid),
     )
     batches = store.writer.batches - batches_before
     await dispatcher.stop()

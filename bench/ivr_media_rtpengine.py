@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
+from _procfs import cpu_seconds, stat_cpu_seconds  # noqa: E402
 from tests.support.rtpengine import RtpengineDaemon  # noqa: E402
 
 from voiceplane.media.rtpengine import (  # noqa: E402
@@ -103,22 +104,13 @@ async def caller(session: RtpengineSession, prompt: bytes, delay: float) -> None
         listening.cancel()
 
 
-def cpu_seconds(pid: int) -> float:
-    return _cpu(Path(f"/proc/{pid}/stat"))
-
-
-def _cpu(stat: Path) -> float:
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of each of ``pid``'s threads, summed by thread name."""
     totals: dict[str, float] = collections.defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            totals[name] += _cpu(task / "stat")
+            totals[name] += stat_cpu_seconds(task / "stat")
         except (OSError, ValueError):  # a thread that just ended
             continue
     return totals

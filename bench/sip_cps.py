@@ -13,13 +13,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from _procfs import free_port
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -36,12 +37,6 @@ class Step:
     @property
     def clean(self) -> bool:
         return self.failed == 0 and self.retransmissions == 0 and self.ok > 0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return int(udp.getsockname()[1])
 
 
 def sipp_stats(path: Path) -> tuple[int, int, int]:
