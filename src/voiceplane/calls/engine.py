@@ -131,8 +131,7 @@ class CallEngine:
         self.channels.rebuild(holding)
         self._foreign = {need.call_id for need in holding}
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
-        if self._http is None:  # for target flows' webhooks: made now, not during a call
-            self._http = httpx.AsyncClient()
+        self._client()  # for target flows' webhooks: made now, not during a call
 
     async def stop(self) -> None:
         """Stop taking calls; end the live ones (CANCEL or BYE) and store how they ended."""
@@ -361,8 +360,6 @@ class CallEngine:
         flow_id = flow_id_of(command.target)
         if flow_id is None:
             return None
-        if self._http is None:
-            self._http = httpx.AsyncClient()
         settings = self.settings
         places = FlowPlaces(
             media_dir=settings.media_dir, recordings_dir=settings.recordings_dir,
@@ -370,8 +367,14 @@ class CallEngine:
         )  # fmt: skip
         return await load(
             self._writer, account_id=command.account_id, flow_id=flow_id, places=places,
-            http=self._http, keys=self.keys,
+            http=self._client(), keys=self.keys,
         )  # fmt: skip
+
+    def _client(self) -> httpx.AsyncClient:
+        """The flows' HTTP client (webhook steps); made at start, or here if not started."""
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        return self._http
 
 
 async def _store_failure(tracker: CallTracker, error: Exception) -> None:
