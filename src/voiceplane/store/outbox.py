@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
+from .driver import Timestamps, placeholder, timestamp_converter
 from .models import (
     OUTBOX_KINDS,
     OUTBOX_METHODS,
@@ -123,8 +124,7 @@ def _check(callback: NewCallback) -> None:
 # Every reported change of every call writes outbox rows, and every attempt updates one:
 # thousands a second (bench/callbacks.py). Through SQLAlchemy's compiled statements each row
 # paid for its parameters' processing one by one (about half the writer's time); here a
-# batch is one executemany of plain tuples on the DBAPI cursor, each distinct timestamp
-# converted once (by the column type's own bind processor, so the stored text is the same).
+# batch is one executemany of plain tuples on the DBAPI cursor (see .driver).
 
 _OUTBOX_COLUMNS: Final = (
     "id", "account_id", "call_id", "kind", "event", "seq", "url", "method", "body",
@@ -142,13 +142,11 @@ class _DriverSql:
 
 @functools.cache
 def _driver_sql(dialect: Dialect) -> _DriverSql:
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(dialect)
 
     def marks(count: int) -> str:
         return ", ".join([mark] * count)
 
-    column_type = Outbox.__table__.c.created_at.type
-    convert = column_type.dialect_impl(dialect).bind_processor(dialect)
     pending = "delivered_at IS NULL AND given_up_at IS NULL"
     return _DriverSql(
         insert_outbox=(
@@ -164,28 +162,8 @@ def _driver_sql(dialect: Dialect) -> _DriverSql:
             f"next_attempt_at = COALESCE({mark}, next_attempt_at), delivered_at = {mark}, "
             f"given_up_at = {mark}, last_error = {mark} WHERE id = {mark} AND {pending}"
         ),
-        timestamp=convert if convert is not None else _as_is,
+        timestamp=timestamp_converter(dialect),
     )
-
-
-def _as_is(value: datetime) -> datetime:
-    return value
-
-
-class _Timestamps:
-    """Converts datetimes for the driver, each distinct value once (a batch shares a few)."""
-
-    def __init__(self, convert: Callable[[datetime], Any]) -> None:
-        self._convert = convert
-        self._seen: dict[datetime, Any] = {}
-
-    def __call__(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        converted = self._seen.get(value)
-        if converted is None:
-            converted = self._seen[value] = self._convert(value)
-        return converted
 
 
 def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -294,7 +272,7 @@ def enqueue_many(
         last[call_id] = number
         written.append(Written(tuple(messages), tuple(leased)))
     sql = _driver_sql(connection.dialect)
-    stamp = _Timestamps(sql.timestamp)
+    stamp = Timestamps(sql.timestamp)
     _executemany(
         connection, sql.insert_outbox,
         [(*row[:9], stamp(row[9]), stamp(row[10]), row[11]) for row in rows],
@@ -482,7 +460,7 @@ def record_results(session: Session, results: Sequence[AttemptResult]) -> None:
         return
     connection = session.connection()
     sql = _driver_sql(connection.dialect)
-    stamp = _Timestamps(sql.timestamp)
+    stamp = Timestamps(sql.timestamp)
     _executemany(
         connection, sql.insert_attempts,
         [(result.message_id, stamp(result.at), result.http_status, result.error,
