@@ -5,22 +5,32 @@ from __future__ import annotations
 import gc
 from typing import Final
 
-__all__ = ["GC_YOUNG_THRESHOLD", "tune_gc"]
+__all__ = ["GC_THRESHOLDS", "tune_gc"]
 
-# Python collects its youngest generation every 700 allocations by default; a process that
-# parses SIP and builds records allocates that many in well under a millisecond, so the
-# collector ran thousands of times a second (about a tenth of the SIP exchange's CPU, and
-# pauses of up to 236 ms in serve under load, bench/api_calls.py). Every 20,000 is still
-# often enough to free cycles promptly.
-GC_YOUNG_THRESHOLD: Final = 20_000
+# The cyclic collector's thresholds (young, middle, old); Python's are (700, 10, 10).
+#
+# Young: a collection every 700 allocations ran thousands of times a second in a process
+# that parses SIP and builds records (about a tenth of the SIP exchange's CPU). Every
+# 10,000 is still often enough to free cycles promptly.
+#
+# Middle and old: what stalls the event loop is not how often the collector runs but how
+# many live objects one pass walks, since it holds the GIL throughout. Under load most
+# live objects are calls in progress and SIP transactions lingering for their 32 s timers
+# (RFC 3261 timers D, J, K, M): 100-140 thousand at 100 click-to-calls/s, and a pass over
+# them took 70-280 ms here (bench/api_calls.py, gc DEBUG_STATS). With Python's defaults
+# the middle generation (ten young passes' survivors) took 70-120 ms and a full pass came
+# every few seconds; a middle pass after every second young one keeps each pass to a few
+# young passes' survivors (15-35 ms), and a full pass only after 100 middle ones (some two
+# million allocations) makes the long stalls rare. Garbage cycles that lived long enough
+# to reach the old generation wait that long to be freed.
+GC_THRESHOLDS: Final = (10_000, 1, 100)
 
 
 def tune_gc() -> None:
     """Keep what start-up made (modules, apps, the ORM's registries, the dial plan: most of
     the process's objects) out of the cyclic collector's passes for good, since they live
     as long as the process and scanning them again and again stalled the event loop for
-    tens of ms; and collect young objects less often (see ``GC_YOUNG_THRESHOLD``)."""
+    tens of ms; and set the thresholds of ``GC_THRESHOLDS``."""
     gc.collect()
     gc.freeze()
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(*GC_THRESHOLDS)
