@@ -14,6 +14,7 @@ delivering them are read from the outbox.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -68,7 +69,10 @@ _API_KEY_PARAMETER: Final[dict[str, Any]] = {
     },
 }
 
-router = APIRouter(prefix="/v1/{sid}/voice", tags=["voice"], responses=_ERRORS)
+PREFIX: Final = "/v1/{sid}/voice"
+router = APIRouter(prefix=PREFIX, tags=["voice"], responses=_ERRORS)
+
+Placing = Callable[[Backend, str, Request], Awaitable[Response]]
 
 
 def request_body(model: type[BaseModel], *, with_key: bool = False) -> dict[str, Any]:
@@ -96,11 +100,16 @@ def request_body(model: type[BaseModel], *, with_key: bool = False) -> dict[str,
 )
 async def place_outbound(sid: str, request: Request) -> Response:
     """Call ``to`` from your ``bridge`` number and play ``target`` when it answers."""
+    return await accept_outbound(request.app.state.backend, sid, request)
+
+
+async def accept_outbound(backend: Backend, sid: str, request: Request) -> Response:
+    """``POST /v1/{sid}/voice/outbound``, for the route and for the fast path
+    (:mod:`voiceplane.api.fast_path`); refusals are raised (:mod:`voiceplane.api.errors`)."""
     # The placing routes read the body, the backend and the key themselves: FastAPI's
     # dependency solving and response validation cost more than the rest of the request.
     # The order is the one the dependencies had: the body is read before the key is checked.
     fields = await body.read_fields(request)
-    backend: Backend = request.app.state.backend
     account = await backend.account(sid=sid, api_key=request.headers.get("api-key"))
     order = body.validate(OutboundRequest, fields, context=backend.order_context())
     await backend.check_own_number(account, order.bridge)
@@ -128,8 +137,12 @@ def _check_target_flow(
 async def place_click_to_call(sid: str, request: Request) -> Response:
     """Call ``from`` first; once it answers, call ``to`` and connect the two (or, with
     ``to=ivr:<id>``, run that flow with ``from``)."""
+    return await accept_click_to_call(request.app.state.backend, sid, request)
+
+
+async def accept_click_to_call(backend: Backend, sid: str, request: Request) -> Response:
+    """``POST /v1/{sid}/voice/click-to-call``, for the route and for the fast path."""
     fields = await body.read_fields(request)
-    backend: Backend = request.app.state.backend
     account = await backend.account(sid=sid, api_key=request.headers.get("api-key"))
     order = body.validate(ClickToCallRequest, fields, context=backend.order_context())
     await backend.check_own_number(account, order.bridge)
@@ -138,6 +151,15 @@ async def place_click_to_call(sid: str, request: Request) -> Response:
     call_id = await backend.insert_call(click_to_call_row(account=account, order=order))
     backend.commands.call_queued(call_id)
     return _accepted(call_id)
+
+
+# The placing POSTs by their last path segment (``/v1/{sid}/voice/<segment>``), for the fast
+# path, which answers them without FastAPI's middleware and routing (each is also a route
+# above, for the docs and for whoever builds the app without the fast path).
+PLACING: Final[Mapping[str, Placing]] = {
+    "outbound": accept_outbound,
+    "click-to-call": accept_click_to_call,
+}
 
 
 def _accepted(call_id: str) -> Response:
