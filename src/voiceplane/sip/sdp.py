@@ -228,11 +228,14 @@ class SessionDescription:
         lines.extend(_attribute_line(name, value) for name, value in self.attributes)
         for media in self.media:
             lines.extend(_media_lines(media, self.address_type))
-        for line in lines:
-            # A value smuggling a line break would inject lines into the body.
-            if "\r" in line or "\n" in line or "\0" in line:
-                raise ValueError(f"SDP field contains a line break or NUL: {line!r}")
-        return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+        text = "\r\n".join(lines)
+        breaks = len(lines) - 1
+        if text.count("\r") != breaks or text.count("\n") != breaks or "\0" in text:
+            for line in lines:
+                # A value smuggling a line break would inject lines into the body.
+                if "\r" in line or "\n" in line or "\0" in line:
+                    raise ValueError(f"SDP field contains a line break or NUL: {line!r}")
+        return (text + "\r\n").encode("utf-8")
 
     @property
     def audio(self) -> MediaDescription | None:
@@ -422,13 +425,11 @@ def under_origin(theirs: bytes, ours: bytes) -> bytes:
     (RFC 3264 section 8). ``SipParseError`` when either is not SDP.
     """
     username, session_id, session_version, _type, address = _origin_of(ours)
-    return replace(
-        SessionDescription.parse(theirs),
-        origin_username=username,
-        session_id=session_id,
-        session_version=session_version + 1,
-        address=address,
-    ).encode()
+    parsed = SessionDescription.parse(theirs)
+    return SessionDescription(
+        username, session_id, session_version + 1, address, parsed.connection, parsed.media,
+        parsed.session_name, parsed.address_type, parsed.attributes,
+    ).encode()  # fmt: skip
 
 
 def _origin_of(data: bytes) -> tuple[str, int, int, str, str]:
@@ -441,7 +442,7 @@ def _origin_of(data: bytes) -> tuple[str, int, int, str, str]:
             end = text.find("\n", start)
             line = text[start : end if end >= 0 else len(text)].removesuffix("\r")
             if "\r" not in line and "\0" not in line:
-                return _session_origin([("o", line)])
+                return _session_origin(["o=" + line])
     return _origin_from(SessionDescription.parse(data))
 
 
@@ -506,21 +507,24 @@ def _session(
 
 
 def _audio_media(
-    port: int, codecs: tuple[Codec, ...], direction: str, ptime: int | None
+    port: int,
+    codecs: tuple[Codec, ...],
+    direction: str,
+    ptime: int | None,
+    protocol: str = "RTP/AVP",
 ) -> MediaDescription:
-    numbers = [c.payload_type for c in codecs]
-    if len(set(numbers)) != len(numbers) or not all(0 <= pt <= 127 for pt in numbers):
-        raise ValueError(f"payload types must be distinct and in 0-127: {numbers}")
     attributes: Attributes = (("ptime", str(ptime)),) if ptime is not None else ()
     return MediaDescription(
-        media="audio",
-        port=port,
-        protocol="RTP/AVP",
-        formats=tuple(numbers),
-        codecs=codecs,
-        direction=direction,
-        attributes=attributes,
+        "audio", port, protocol, _payload_numbers(codecs), codecs, direction, None, attributes
     )
+
+
+@lru_cache(maxsize=256)  # the same few codec lists in every offer and answer
+def _payload_numbers(codecs: tuple[Codec, ...]) -> tuple[int, ...]:
+    numbers = tuple([c.payload_type for c in codecs])
+    if len(set(numbers)) != len(numbers) or not all(0 <= pt <= 127 for pt in numbers):
+        raise ValueError(f"payload types must be distinct and in 0-127: {list(numbers)}")
+    return numbers
 
 
 def _answer_audio(
@@ -539,11 +543,17 @@ def _answer_audio(
     if not codecs:
         return None
     direction = _answer_direction(offer.effective_direction(offered), wanted)
-    media = _audio_media(port, codecs, direction, ptime)
-    return replace(media, protocol=offered.protocol)
+    return _audio_media(port, codecs, direction, ptime, offered.protocol)
 
 
 def _answer_codecs(offered: Sequence[Codec], supported: Sequence[Codec]) -> tuple[Codec, ...]:
+    if isinstance(offered, tuple) and isinstance(supported, tuple):
+        return _answer_codecs_of(offered, supported)  # the usual case: remembered
+    return _answer_codecs_of.__wrapped__(offered, supported)
+
+
+@lru_cache(maxsize=256)
+def _answer_codecs_of(offered: Sequence[Codec], supported: Sequence[Codec]) -> tuple[Codec, ...]:
     """The offered formats we support, in the offerer's order and with its numbers.
 
     RFC 3264 section 6.1: the answer should use the offer's payload type numbers. fmtp comes
@@ -616,14 +626,23 @@ def _media_lines(media: MediaDescription, default_type: str) -> list[str]:
     lines = [" ".join(["m=" + media.media, port, media.protocol, *tokens])]
     if media.connection is not None:
         lines.append(_connection_line(media.connection, default_type))
-    for codec in media.codecs:
+    lines.extend(_stream_lines(media.codecs, media.attributes, media.direction))
+    return lines
+
+
+@lru_cache(maxsize=1024)  # every answer to the same offer says the same after its c= line
+def _stream_lines(
+    codecs: tuple[Codec, ...], attributes: Attributes, direction: str
+) -> tuple[str, ...]:
+    lines = []
+    for codec in codecs:
         # rtpmap even for static types: RFC 8866 section 6.6 allows it and some peers want it.
         lines.append(f"a=rtpmap:{codec.rtpmap()}")
         if codec.fmtp is not None:
             lines.append(f"a=fmtp:{codec.payload_type} {codec.fmtp}")
-    lines.extend(_attribute_line(name, value) for name, value in media.attributes)
-    lines.append(f"a={media.direction}")
-    return lines
+    lines.extend(_attribute_line(name, value) for name, value in attributes)
+    lines.append(f"a={direction}")
+    return tuple(lines)
 
 
 def _connection_line(address: str, default_type: str) -> str:
@@ -654,30 +673,46 @@ def _parse(data: bytes | str) -> SessionDescription:
     if not isinstance(data, bytes | str):
         raise SipParseError(f"SDP must be bytes or str, not {type(data).__name__}")
     lines = _split_lines(_decode(data))
-    if not lines or lines[0] != ("v", "0"):
+    if not lines or lines[0] != "v=0":
         raise SipParseError("SDP must start with v=0")
-    session, sections = _sections(lines[1:])
-    origin = _session_origin(session)
-    username, session_id, session_version, address_type, address = origin
-    connection = _connection(session)
-    session_attrs = [_parse_attribute(value) for kind, value in session if kind == "a"]
-    direction = next((n.lower() for n, _ in session_attrs if n.lower() in DIRECTIONS), None)
-    sdp = SessionDescription(
-        origin_username=username,
-        session_id=session_id,
-        session_version=session_version,
-        address=address,
-        connection=connection,
-        media=tuple(_parse_media(section, direction) for section in sections),
-        session_name=_session_name(session),
-        address_type=address_type,
-        attributes=tuple((n, v) for n, v in session_attrs if n.lower() not in DIRECTIONS),
+    # Where the m= sections start; a second v= is no SDP.
+    marks = [i for i in range(1, len(lines)) if lines[i][0] in "mv"]
+    if any(lines[i][0] == "v" for i in marks):
+        raise SipParseError("second v= line in SDP")
+    bounds = [*marks, len(lines)]
+    session = lines[1 : bounds[0]]
+    username, session_id, session_version, address_type, address = _session_origin(session)
+    # Apart from the origin and the ports, descriptions repeat from one call to the next
+    # (the same peer offers the same codecs): the rest is read once per spelling.
+    connection, session_name, attributes, direction = _session_rest(
+        tuple([line for line in session if line[0] != "o"])
     )
-    _check_connections(sdp)
-    return sdp
+    media = tuple([
+        _parse_media(lines[start], tuple(lines[start + 1 : end]), direction)
+        for start, end in zip(bounds, bounds[1:], strict=False)
+    ])  # fmt: skip
+    for stream in media:
+        # Every active stream needs a c= line, its own or the session's (section 5.7).
+        if stream.port != 0 and stream.connection is None and connection is None:
+            raise SipParseError(f"no c= line for the {stream.media} stream")
+    return SessionDescription(
+        username, session_id, session_version, address, connection, media, session_name,
+        address_type, attributes,
+    )  # fmt: skip
 
 
-def _session_name(session: list[tuple[str, str]]) -> str:
+@lru_cache(maxsize=1024)
+def _session_rest(raw: tuple[str, ...]) -> tuple[str | None, str, Attributes, str | None]:
+    """The session-level lines but the origin: ``c=`` address, name, attributes, direction."""
+    lines = _pairs(raw)
+    connection = _connection(lines)
+    session_attrs = [_parse_attribute(value) for kind, value in lines if kind == "a"]
+    direction = next((n.lower() for n, _ in session_attrs if n.lower() in DIRECTIONS), None)
+    attributes = tuple((n, v) for n, v in session_attrs if n.lower() not in DIRECTIONS)
+    return connection, _session_name(lines), attributes, direction
+
+
+def _session_name(session: Sequence[tuple[str, str]]) -> str:
     # s= is mandatory (section 5.3) but some old phones leave it out; it means nothing to us.
     value = _first(session, "s")
     return value if value is not None else "-"
@@ -694,24 +729,32 @@ def _decode(data: bytes | str) -> str:
         return data.decode("latin-1")
 
 
-def _split_lines(text: str) -> list[tuple[str, str]]:
-    """``type=value`` pairs. CRLF per RFC 8866 section 5, bare LF tolerated (section 5 too)."""
+def _split_lines(text: str) -> list[str]:
+    """The ``type=value`` lines, checked. CRLF per RFC 8866 section 5, bare LF tolerated
+    (section 5 too); blank lines are skipped."""
     body = text.replace("\r\n", "\n")
     if "\r" in body or "\0" in body:
         return _split_lines_checked(text)
-    lines: list[tuple[str, str]] = []
+    raw = body.split("\n")
+    if raw[-1] == "":
+        raw.pop()  # the line end of the last line
     types = _LINE_TYPES
-    for line in body.split("\n"):
-        if len(line) > 1 and line[1] == "=" and line[0] in types:
-            lines.append((line[0], line[2:]))
-        elif line.strip(" \t"):
-            return _split_lines_checked(text)  # it says what is wrong
+    lines = [line for line in raw if len(line) > 1 and line[1] == "=" and line[0] in types]
+    if len(lines) != len(raw):  # blank lines (skipped), or something to complain of
+        for line in raw:
+            if line.strip(" \t") and not (len(line) > 1 and line[1] == "=" and line[0] in types):
+                return _split_lines_checked(text)  # it says what is wrong
     return lines
 
 
-def _split_lines_checked(text: str) -> list[tuple[str, str]]:
+def _pairs(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """``("a", "ptime:20")`` for ``a=ptime:20``: lines as :func:`_split_lines` gives them."""
+    return [(line[0], line[2:]) for line in lines]
+
+
+def _split_lines_checked(text: str) -> list[str]:
     """:func:`_split_lines` line by line, for a description with something to complain of."""
-    lines: list[tuple[str, str]] = []
+    lines: list[str] = []
     for raw in text.split("\n"):
         line = raw[:-1] if raw.endswith("\r") else raw
         if not line.strip(" \t"):
@@ -723,32 +766,23 @@ def _split_lines_checked(text: str) -> list[tuple[str, str]]:
             raise SipParseError(f"not an SDP line: {line!r}")
         if kind not in _LINE_TYPES:
             raise SipParseError(f"unknown SDP line type {kind!r}", status_hint=488)
-        lines.append((kind, line[2:]))
+        lines.append(line)
     return lines
 
 
-def _sections(
-    lines: list[tuple[str, str]],
-) -> tuple[list[tuple[str, str]], list[list[tuple[str, str]]]]:
-    """The session-level lines, then one list per ``m=`` section (starting with the m= line)."""
-    session: list[tuple[str, str]] = []
-    sections: list[list[tuple[str, str]]] = []
-    for kind, value in lines:
-        if kind == "v":
-            raise SipParseError("second v= line in SDP")
-        if kind == "m":
-            sections.append([])
-        (sections[-1] if sections else session).append((kind, value))
-    return session, sections
-
-
-def _first(lines: list[tuple[str, str]], kind: str) -> str | None:
-    return next((value for k, value in lines if k == kind), None)
+def _first(lines: Sequence[tuple[str, str]], kind: str) -> str | None:
+    for k, value in lines:
+        if k == kind:
+            return value
+    return None
 
 
 def _fields(value: str) -> list[str]:
-    stripped = value.strip(" \t")
-    return _FIELD_SEP.split(stripped) if stripped else []
+    if "\t" in value or "  " in value:
+        stripped = value.strip(" \t")
+        return _FIELD_SEP.split(stripped) if stripped else []
+    stripped = value.strip(" ")  # single spaces only: str.split says the same, faster
+    return stripped.split(" ") if stripped else []
 
 
 def _number(text: str, what: str) -> int:
@@ -757,9 +791,9 @@ def _number(text: str, what: str) -> int:
     return int(text)
 
 
-def _session_origin(session: list[tuple[str, str]]) -> tuple[str, int, int, str, str]:
+def _session_origin(session: list[str]) -> tuple[str, int, int, str, str]:
     """``o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>`` (section 5.2)."""
-    value = _first(session, "o")
+    value = next((line[2:] for line in session if line[0] == "o"), None)
     if value is None:
         raise SipParseError("SDP without o= line")
     fields = _fields(value)
@@ -776,7 +810,7 @@ def _session_origin(session: list[tuple[str, str]]) -> tuple[str, int, int, str,
     )
 
 
-def _connection(lines: list[tuple[str, str]]) -> str | None:
+def _connection(lines: Sequence[tuple[str, str]]) -> str | None:
     """The first ``c=`` address; later ones (multicast layers) are checked, not kept."""
     addresses = [_parse_connection(value) for kind, value in lines if kind == "c"]
     return addresses[0] if addresses else None
@@ -810,31 +844,44 @@ def _parse_attribute(value: str) -> tuple[str, str | None]:
     return name, rest.strip(" \t") if colon else None
 
 
-def _parse_media(section: list[tuple[str, str]], session_direction: str | None) -> MediaDescription:
-    media, port, port_count, protocol, tokens = _parse_m_line(section[0][1])
-    connection = _connection(section[1:])
-    attributes = [_parse_attribute(value) for kind, value in section[1:] if kind == "a"]
+def _parse_media(
+    m_line: str, rest: tuple[str, ...], session_direction: str | None
+) -> MediaDescription:
+    media, port, port_count, protocol, tokens = _parse_m_line(m_line[2:])
+    formats, codecs, direction, connection, attributes, raw_formats = _media_rest(
+        protocol, tuple(tokens), rest, session_direction
+    )
+    return MediaDescription(
+        media, port, protocol, formats, codecs, direction, connection, attributes, port_count,
+        raw_formats,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def _media_rest(
+    protocol: str,
+    tokens: tuple[str, ...],
+    raw: tuple[str, ...],
+    session_direction: str | None,
+) -> tuple[tuple[int, ...], tuple[Codec, ...], str, str | None, Attributes, tuple[str, ...]]:
+    """What an m= section says besides its media and port: formats, codecs, direction,
+    ``c=`` address, other attributes, raw formats (the fields of ``MediaDescription``)."""
+    lines = _pairs(raw)
+    connection = _connection(lines)
+    attributes = [_parse_attribute(value) for kind, value in lines if kind == "a"]
     direction = next((n.lower() for n, _ in attributes if n.lower() in DIRECTIONS), None)
     attributes = [(n, v) for n, v in attributes if n.lower() not in DIRECTIONS]
     formats: tuple[int, ...] = ()
     codecs: tuple[Codec, ...] = ()
-    raw_formats = tuple(tokens)
+    raw_formats = tokens
     if _is_rtp(protocol):
-        formats = _payload_types(tuple(tokens))
+        formats = _payload_types(tokens)
         codecs, attributes = _codecs(formats, attributes)
         raw_formats = ()
-    return MediaDescription(
-        media=media,
-        port=port,
-        protocol=protocol,
-        formats=formats,
-        codecs=codecs,
-        direction=direction or session_direction or SENDRECV,
-        connection=connection,
-        attributes=tuple(attributes),
-        port_count=port_count,
-        raw_formats=raw_formats,
-    )
+    return (
+        formats, codecs, direction or session_direction or SENDRECV, connection,
+        tuple(attributes), raw_formats,
+    )  # fmt: skip
 
 
 def _parse_m_line(value: str) -> tuple[str, int, int | None, str, list[str]]:
@@ -843,17 +890,28 @@ def _parse_m_line(value: str) -> tuple[str, int, int | None, str, list[str]]:
     if len(fields) < 3:
         raise SipParseError(f"bad m= line: {value!r}")
     media, port_text, protocol, *tokens = fields
-    port_match = _PORT.fullmatch(port_text)
-    if _TOKEN.fullmatch(media) is None or _PROTO.fullmatch(protocol) is None or not port_match:
+    if not _media_and_proto_valid(media, protocol):
         raise SipParseError(f"bad m= line: {value!r}")
-    port = int(port_match.group(1))
-    count = int(port_match.group(2)) if port_match.group(2) is not None else None
+    count: int | None = None
+    if len(port_text) <= 5 and port_text.isascii() and port_text.isdigit():
+        port = int(port_text)  # the usual port alone, without a regular expression
+    else:
+        port_match = _PORT.fullmatch(port_text)
+        if not port_match:
+            raise SipParseError(f"bad m= line: {value!r}")
+        port = int(port_match.group(1))
+        count = int(port_match.group(2)) if port_match.group(2) is not None else None
     if port > 65535 or count == 0:
         raise SipParseError(f"bad port in m= line: {value!r}")
     # The grammar wants at least one format; a disabled stream without one is harmless.
     if not tokens and port != 0:
         raise SipParseError(f"m= line without formats: {value!r}")
     return media, port, count, protocol, tokens
+
+
+@lru_cache(maxsize=256)  # "audio" and "RTP/AVP" in nearly every description
+def _media_and_proto_valid(media: str, protocol: str) -> bool:
+    return _TOKEN.fullmatch(media) is not None and _PROTO.fullmatch(protocol) is not None
 
 
 @lru_cache(maxsize=1024)  # "0 8 101" on every line of every call
@@ -933,13 +991,6 @@ def _parse_fmtp(value: str) -> tuple[int, str | None]:
         raise SipParseError(f"bad a=fmtp:{value}")
     params = (match.group(2) or "").strip(" \t")
     return int(match.group(1)), params or None
-
-
-def _check_connections(sdp: SessionDescription) -> None:
-    """Every active stream needs a c= line, its own or the session's (section 5.7)."""
-    for media in sdp.media:
-        if not media.rejected and sdp.connection_for(media) is None:
-            raise SipParseError(f"no c= line for the {media.media} stream")
 
 
 def _attribute(attributes: Attributes, name: str) -> str | None:
