@@ -9,7 +9,7 @@ processor, so the stored text is the same as the ORM's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -24,9 +24,22 @@ def placeholder(dialect: Dialect) -> str:
 
 def timestamp_converter(dialect: Dialect) -> Callable[[datetime], Any]:
     """A UTC datetime as ``dialect``'s driver takes it for a timestamp column."""
+    if dialect.name == "sqlite":
+        return sqlite_text
     column_type = Call.__table__.c.updated_at.type
     convert = column_type.dialect_impl(dialect).bind_processor(dialect)
     return convert if convert is not None else _as_is
+
+
+def sqlite_text(value: datetime) -> str:
+    """The text SQLite stores for a timestamp column, exactly as the column type writes it
+    (naive UTC, always with microseconds), at a third of its cost: a call's snapshot has
+    about ten timestamps, written several times a call."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} given; use a UTC-aware one")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
 
 
 def _as_is(value: datetime) -> datetime:

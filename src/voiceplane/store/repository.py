@@ -15,6 +15,7 @@ Status words are stored as given: this module never spells one (DESIGN.md, Layer
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -24,9 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypedDict, Unpack
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, selectinload
 
+from voiceplane.store.driver import Timestamps, placeholder, timestamp_converter
 from voiceplane.store.models import (
     DEFAULT_STATUS_DIALECT,
     NUMBER_KINDS,
@@ -37,6 +40,7 @@ from voiceplane.store.models import (
     Call,
     Leg,
     Number,
+    UTCDateTime,
     utcnow,
 )
 from voiceplane.store.progress import CallProgress, LegProgress
@@ -260,14 +264,38 @@ def call_row(
     return row
 
 
-_INSERT_CALL: Final = insert(Call.__table__)  # type: ignore[arg-type]
-
-
 def insert_calls(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Store rows made by :func:`call_row`: one plain executemany, no ORM objects (this is
-    the API's hot path; the store writer batches the rows of many requests)."""
-    if rows:
-        session.connection().execute(_INSERT_CALL, rows)
+    """Store rows made by :func:`call_row`: one executemany of plain tuples on the driver,
+    no ORM objects (this is the API's hot path; the store writer batches the rows of many
+    requests). Every row must have the keys of the first."""
+    if not rows:
+        return
+    connection = session.connection()
+    columns = tuple(rows[0])
+    sql, timestamps = _insert_call_sql(connection.dialect, columns)
+    stamp = Timestamps(timestamp_converter(connection.dialect))
+    values = [
+        tuple(
+            stamp(row[name]) if is_time else row[name]
+            for name, is_time in zip(columns, timestamps, strict=True)
+        )
+        for row in rows
+    ]
+    connection.exec_driver_sql(sql, values)
+
+
+@functools.cache
+def _insert_call_sql(dialect: Dialect, columns: tuple[str, ...]) -> tuple[str, tuple[bool, ...]]:
+    """The INSERT for rows with ``columns``, and which of them are timestamps."""
+    table = Call.__table__.c
+    unknown = [name for name in columns if name not in table]
+    if unknown:
+        raise ValueError(f"not columns of calls: {', '.join(unknown)}")
+    mark = placeholder(dialect)
+    sql = (
+        f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    )
+    return sql, tuple(isinstance(table[name].type, UTCDateTime) for name in columns)
 
 
 def insert_call(

@@ -1,0 +1,55 @@
+"""The driver-level timestamp text is exactly what the column type stores."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
+
+from voiceplane.store.driver import Timestamps, sqlite_text, timestamp_converter
+from voiceplane.store.models import Call
+
+_COLUMN = Call.__table__.c.updated_at.type.dialect_impl(sqlite.dialect())
+_ORM_TEXT = _COLUMN.bind_processor(sqlite.dialect())
+
+_aware = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                               timezone(timedelta(hours=-8))]),
+)  # fmt: skip
+
+
+@given(_aware)
+def test_sqlite_text_is_the_column_types_text(value: datetime) -> None:
+    assert _ORM_TEXT is not None
+    assert sqlite_text(value) == _ORM_TEXT(value)
+
+
+def test_whole_seconds_keep_their_microseconds() -> None:
+    assert sqlite_text(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02 03:04:05.000000"
+
+
+def test_a_naive_datetime_is_refused() -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        sqlite_text(datetime(2026, 1, 2, 3, 4, 5))
+
+
+def test_sqlite_uses_the_fast_text() -> None:
+    assert timestamp_converter(sqlite.dialect()) is sqlite_text
+
+
+def test_timestamps_convert_each_distinct_value_once() -> None:
+    seen: list[datetime] = []
+
+    def convert(value: datetime) -> str:
+        seen.append(value)
+        return value.isoformat()
+
+    stamp = Timestamps(convert)
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    assert stamp(now) == stamp(now) == now.isoformat()
+    assert stamp(None) is None
+    assert seen == [now]
