@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from voiceplane.sip.timers import Timer, TimerQueue, TimerValues
 
 
@@ -87,3 +90,73 @@ def test_callbacks_may_cancel_other_due_timers() -> None:
     q.arm(0.5, lambda now: later.cancel())
     assert q.fire_due(1.0) == 1
     assert fired == []
+
+
+def test_cancelled_timers_are_dropped_from_the_heap_once_they_are_most_of_it() -> None:
+    q = TimerQueue()
+    fired: list[int] = []
+    timers = [q.arm(100.0 + i, lambda now, i=i: fired.append(i)) for i in range(1000)]
+    for timer in timers[:900]:
+        timer.cancel()
+    assert len(q) == 100
+    assert q.size < 600  # compacted at least once: not all 900 dead entries kept
+    assert q.next_deadline() == 1000.0  # the first live one
+    assert q.fire_due(2000.0) == 100
+    assert fired == list(range(900, 1000))
+    assert len(q) == 0 and q.size == 0
+
+
+def test_a_callback_cancelling_many_timers_during_fire_due_is_safe() -> None:
+    q = TimerQueue()
+    fired: list[int] = []
+    later = [q.arm(5.0 + i, lambda now, i=i: fired.append(i)) for i in range(600)]
+
+    def cancel_most(now: float) -> None:
+        for timer in later[:-10]:
+            timer.cancel()  # compacts the heap fire_due is walking
+
+    q.arm(1.0, cancel_most)
+    assert q.fire_due(10_000.0) == 11
+    assert fired == list(range(590, 600))
+    assert len(q) == 0
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("arm"), st.integers(0, 50)),
+        st.tuples(st.just("cancel"), st.integers(0, 10_000)),
+        st.tuples(st.just("fire"), st.integers(0, 50)),
+    ),
+    max_size=400,
+)
+
+
+@settings(max_examples=200)
+@given(_OPS)
+def test_the_queue_fires_what_a_plain_list_would(ops: list[tuple[str, int]]) -> None:
+    """Against a model with no heap and no compaction: the same timers fire, in order."""
+    q = TimerQueue()
+    fired: list[int] = []
+    timers: list[Timer] = []
+    model: list[tuple[float, int]] = []  # (deadline, id) of the live timers
+    expected: list[int] = []
+    clock = 0.0
+    for op, value in ops:
+        if op == "arm":
+            ident = len(timers)
+            deadline = clock + value
+            timers.append(q.arm(deadline, lambda now, ident=ident: fired.append(ident)))
+            model.append((deadline, ident))
+        elif op == "cancel" and timers:
+            ident = value % len(timers)
+            timers[ident].cancel()
+            model = [entry for entry in model if entry[1] != ident]
+        elif op == "fire":
+            clock += value
+            due = sorted(entry for entry in model if entry[0] <= clock)
+            expected += [ident for _deadline, ident in due]
+            model = [entry for entry in model if entry[0] > clock]
+            assert q.fire_due(clock) == len(due)
+        assert len(q) == len(model)
+        assert q.next_deadline() == (min(model)[0] if model else None)
+    assert fired == expected

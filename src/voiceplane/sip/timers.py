@@ -10,6 +10,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +54,33 @@ Callback = Callable[[float], None]
 
 
 class Timer:
-    """One armed timer; ``cancel`` makes it a no-op without touching the heap."""
+    """One armed timer; ``cancel`` makes it a no-op (its queue drops it later)."""
 
-    __slots__ = ("deadline", "callback")
+    __slots__ = ("deadline", "callback", "_queue")
 
-    def __init__(self, deadline: float, callback: Callback) -> None:
+    def __init__(self, deadline: float, callback: Callback, queue: TimerQueue | None = None):
         self.deadline = deadline
         self.callback: Callback | None = callback
+        self._queue = queue
 
     def cancel(self) -> None:
+        if self.callback is None:
+            return
         self.callback = None
+        if self._queue is not None:
+            self._queue._cancelled()
 
     @property
     def active(self) -> bool:
         return self.callback is not None
+
+
+# A cancelled timer stays in the heap until it would have fired or the heap is compacted.
+# Most timers are cancelled (each transaction's timeout, B or F, once it gets its answer) and
+# would linger for their 32 s: tens of thousands of dead entries at a few hundred calls a
+# second, each walked by every pass of the cyclic collector. The heap is rebuilt without
+# them once they are more than half of it, which costs O(1) per cancel over time.
+_COMPACT_FROM: Final = 256
 
 
 class TimerQueue:
@@ -75,9 +89,10 @@ class TimerQueue:
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
+        self._dead = 0  # cancelled timers still in the heap
 
     def arm(self, deadline: float, callback: Callback) -> Timer:
-        timer = Timer(deadline, callback)
+        timer = Timer(deadline, callback, self)
         heapq.heappush(self._heap, (deadline, next(self._seq), timer))
         return timer
 
@@ -85,6 +100,7 @@ class TimerQueue:
         heap = self._heap
         while heap and heap[0][2].callback is None:
             heapq.heappop(heap)
+            self._dead -= 1
         return heap[0][0] if heap else None
 
     def fire_due(self, now: float) -> int:
@@ -94,11 +110,27 @@ class TimerQueue:
         while heap and heap[0][0] <= now:
             _, _, timer = heapq.heappop(heap)
             callback = timer.callback
-            if callback is not None:
-                timer.callback = None
-                callback(now)
-                fired += 1
+            if callback is None:
+                self._dead -= 1
+                continue
+            timer.callback = None
+            callback(now)
+            fired += 1
         return fired
 
     def __len__(self) -> int:
-        return sum(1 for _, _, t in self._heap if t.callback is not None)
+        return len(self._heap) - self._dead
+
+    @property
+    def size(self) -> int:
+        """Entries in the heap, cancelled ones included."""
+        return len(self._heap)
+
+    def _cancelled(self) -> None:
+        self._dead += 1
+        heap = self._heap
+        if self._dead >= _COMPACT_FROM and 2 * self._dead > len(heap):
+            # In place: fire_due may be walking this very list (a callback cancelling).
+            heap[:] = [entry for entry in heap if entry[2].callback is not None]
+            heapq.heapify(heap)
+            self._dead = 0
