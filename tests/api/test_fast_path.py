@@ -176,13 +176,7 @@ async def test_an_accepted_call_is_the_same_202_stored_and_rung(
 
 
 async def test_a_multipart_form_is_read_the_same(apps: Apps, acme: Tenant) -> None:
-    boundary = "vp-boundary"
-    parts = "".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        for name, value in {**C2C, "bridge": acme.bridge}.items()
-    )
-    content = f"{parts}--{boundary}--\r\n".encode()
-    headers = keyed(acme, {"content-type": f"multipart/form-data; boundary={boundary}"})
+    content, headers = multipart({**C2C, "bridge": acme.bridge}, acme)
 
     answer = await same_answer(
         apps, "POST", acme.url("click-to-call"), content=content, headers=headers
@@ -217,7 +211,19 @@ def refusals(tenant: Tenant, other: Tenant) -> dict[str, tuple[bytes, dict[str, 
         "text/plain": (b"from=1", keyed(tenant, {"content-type": "text/plain"})),
         "no content type": (as_json(good), {"api-key": tenant.key}),
         "bad multipart": (b"--x\r\nbroken", keyed(tenant, {"content-type": "multipart/form-data"})),
+        "multipart part over 1 MB": multipart({**good, "custom": "x" * 1_100_000}, tenant),
     }  # fmt: skip
+
+
+def multipart(fields: dict[str, str], tenant: Tenant) -> tuple[bytes, dict[str, str]]:
+    """``fields`` as a multipart/form-data body, and its headers."""
+    boundary = "vp-boundary"
+    parts = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    )
+    content_type = f"multipart/form-data; boundary={boundary}"
+    return f"{parts}--{boundary}--\r\n".encode(), keyed(tenant, {"content-type": content_type})
 
 
 async def test_a_refused_click_to_call_is_the_same_error_and_stores_nothing(
