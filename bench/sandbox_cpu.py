@@ -104,7 +104,9 @@ def start_sipp(scenario: str, target: str, rate: float, total: int, numbers: Pat
     )  # fmt: skip
 
 
-def start_sandbox(workdir: Path, listen: str, callgrind: Path | None) -> subprocess.Popen[bytes]:
+def start_sandbox(
+    workdir: Path, listen: str, callgrind: Path | None, cprofile: Path | None = None
+) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "VOICEPLANE_DATA_DIR": str(workdir / "data"),
         "VOICEPLANE_SANDBOX_LISTEN": listen,
@@ -120,6 +122,8 @@ def start_sandbox(workdir: Path, listen: str, callgrind: Path | None) -> subproc
         # instruction counts, whatever else the machine is doing.
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                    f"--callgrind-out-file={callgrind}", sys.executable, *command]  # fmt: skip
+    elif cprofile is not None:
+        command = [sys.executable, "-m", "cProfile", "-o", str(cprofile), *command]
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     host, port = listen.rsplit(":", 1)
     deadline = time.monotonic() + (300 if callgrind else 30)
@@ -153,7 +157,7 @@ def _udp_ports_of(pid: int) -> set[int]:
 
 def one_run(
     rate: int, seconds: float, profile: Path | None, index: int, callgrind: bool = False,
-    keep: Path | None = None,
+    keep: Path | None = None, cprofile: Path | None = None,
 ) -> Run:
     total = int(rate * seconds)
     leg2_total = int(total * LEG2_SHARE)
@@ -162,7 +166,7 @@ def one_run(
         work = keep / f"{rate}-{index}" if keep is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         out = work / "callgrind.out" if callgrind else None
-        sandbox = start_sandbox(work, listen, out)
+        sandbox = start_sandbox(work, listen, out, cprofile)
         spy = None
         try:
             if profile is not None:
@@ -229,6 +233,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--profile", type=Path, help="py-spy the sandbox; profiles go here")
+    parser.add_argument("--cprofile", type=Path, help="run the sandbox under cProfile, into this")
     parser.add_argument("--keep", type=Path, help="keep SIPp's files and the sandbox's log here")
     parser.add_argument(
         "--callgrind", action="store_true",
@@ -242,7 +247,8 @@ def main() -> None:
     print(f"{'run':>4} {'calls':>6} {'legs ok':>8} {'failed':>7} {'retrans':>8} "
           f"{'CPU s':>7} {'sys s':>6} {'ms/call':>8}  load average")  # fmt: skip
     for index in range(args.repeat):
-        run = one_run(args.rate, args.seconds, args.profile, index, args.callgrind, args.keep)
+        run = one_run(args.rate, args.seconds, args.profile, index, args.callgrind, args.keep,
+                      args.cprofile)  # fmt: skip
         load = " ".join(f"{x:.2f}" for x in run.load)
         print(f"{index + 1:>4} {run.click_to_calls:>6} {run.ok:>8} {run.failed:>7} "
               f"{run.retransmissions:>8} {run.cpu_s:>7.2f} {run.system_s:>6.2f} "

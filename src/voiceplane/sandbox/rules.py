@@ -176,6 +176,10 @@ class DialPlan:
         self.answer_after_s = answer_after_ms / 1000
         self.reject_after_s = reject_after_ms / 1000
         self.hold_s = float(hold_s)
+        # Decisions are immutable: the default ones are made once, not for every call.
+        self._answer = Decision(Action.ANSWER, delay_s=self.answer_after_s, hold_s=self.hold_s)
+        self._ring = Decision(Action.RING)
+        self._rejections: dict[int, Decision] = {}
 
     @classmethod
     def from_settings(cls, settings: SandboxSettings) -> DialPlan:
@@ -195,10 +199,14 @@ class DialPlan:
                 return self._apply(rule, index)
         last3 = _digits(number)[-3:]
         if len(last3) == 3 and 400 <= int(last3) <= 699:
-            return self._reject(int(last3))
+            code = int(last3)
+            found = self._rejections.get(code)
+            if found is None:
+                found = self._rejections[code] = self._reject(code)
+            return found
         if last3 == RING_FOREVER_SUFFIX:
-            return Decision(Action.RING)
-        return Decision(Action.ANSWER, delay_s=self.answer_after_s, hold_s=self.hold_s)
+            return self._ring
+        return self._answer
 
     def _reject(self, code: int, *, delay_s: float | None = None, reason: str | None = None,
                 cause: int | None = None, rule: int | None = None) -> Decision:  # fmt: skip

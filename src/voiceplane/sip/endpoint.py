@@ -288,10 +288,11 @@ class SipEndpoint:
 
     def _receive_request(self, request: Request, source: Address, now: float) -> None:
         via = request.top_via
-        if via.rport == "" or via.host != source.host:
+        method = request.method
+        # An ACK is never answered, so what its Via would say of its source is never read.
+        if method != "ACK" and (via.rport == "" or via.host != source.host):
             request, via = _stamp_received(request, via, source)
         key = server_key(request, via)
-        method = request.method
         if method == "ACK":
             tx = self._server.get(key)
             if isinstance(tx, ServerInviteTransaction) and tx.last_response is not None \

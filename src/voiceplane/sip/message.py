@@ -88,7 +88,7 @@ class Headers:
     for them again, and the headers never change.
     """
 
-    __slots__ = ("_items", "_views")
+    __slots__ = ("_items", "_views", "_first")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         normalized = []
@@ -98,6 +98,7 @@ class Headers:
             normalized.append((normalize_name(name), value))
         self._items: tuple[tuple[str, str], ...] = tuple(normalized)
         self._views: dict[Callable[[Headers], Any], Any] | None = None
+        self._first: dict[str, str] | None = None  # the first value of each name, once asked
 
     @classmethod
     def _trusted(cls, items: tuple[tuple[str, str], ...]) -> Headers:
@@ -105,7 +106,15 @@ class Headers:
         obj = cls.__new__(cls)
         obj._items = items
         obj._views = None
+        obj._first = None
         return obj
+
+    def _first_values(self) -> dict[str, str]:
+        first = self._first
+        if first is None:
+            # Reversed, so that the first value of a name is the one that stays.
+            first = self._first = dict(reversed(self._items))
+        return first
 
     def view(self, make: Callable[[Headers], V]) -> V:
         """``make(self)``, made once per Headers (an error is raised again each time)."""
@@ -121,14 +130,13 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The first value of ``name`` (first element of a comma list for multi-value headers)."""
-        name = _lookup_name(name)
-        for key, value in self._items:
-            if key == name:
-                if key in MULTI_VALUE and "," in value:
-                    parts = split_commas(value)
-                    return parts[0] if parts else None
-                return value
-        return None
+        key = _LOOKUP.get(name) or _lookup_name(name)
+        first = self._first
+        value = (first if first is not None else self._first_values()).get(key)
+        if value is not None and "," in value and key in MULTI_VALUE:
+            parts = split_commas(value)
+            return parts[0] if parts else None
+        return value
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name`` in order, comma lists split for multi-value headers."""
@@ -146,11 +154,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        name = _lookup_name(name)
-        for key, _ in self._items:
-            if key == name:
-                return True
-        return False
+        return _lookup_name(name) in self._first_values()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -209,8 +213,9 @@ class Headers:
         return None
 
     def encode_lines(self, body_length: int) -> list[str]:
+        known = _CANONICAL
         lines = [
-            f"{canonical_name(name)}: {value}"
+            f"{known.get(name) or canonical_name(name)}: {value}"
             for name, value in self._items
             if name != "content-length"
         ]
@@ -377,9 +382,9 @@ def parse_message(data: bytes) -> Message:
         if len(names) < 4096:  # bounded: names come from the network
             names[raw_name] = normalized
     headers = Headers._trusted(tuple(items))
-    if not _REQUIRED.issubset(name for name, _ in items):
-        present = {name for name, _ in items}
-        missing = next(r for r in _REQUIRED_ORDER if r not in present)
+    first = headers._first_values()
+    if not _REQUIRED <= first.keys():
+        missing = next(r for r in _REQUIRED_ORDER if r not in first)
         raise SipParseError(f"missing {canonical_name(missing)} header")
     body = data[head_end + sep_len :]
     length_text = headers.get("content-length")

@@ -186,14 +186,25 @@ class TransportShell:
             del self._connections[conn.peer]
 
 
+_MAX_KNOWN_PEERS = 4096
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, shell: TransportShell) -> None:
         self.shell = shell
+        # The same few peers send nearly every datagram: one Address each, made once.
+        self._peers: dict[tuple[str | object, int], Address] = {}
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         if len(data) < 16:  # keep-alives (CRLF) and runts: not SIP
             return
-        self.shell.received(data, Address(str(addr[0]), int(addr[1]), "udp"))
+        peer = self._peers.get(addr)
+        if peer is None:
+            peer = Address(str(addr[0]), int(addr[1]), "udp")
+            if len(self._peers) >= _MAX_KNOWN_PEERS:
+                self._peers.clear()
+            self._peers[addr] = peer
+        self.shell.received(data, peer)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .errors import SipParseError
 
 DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
+_BAD_HOST_CHARACTER = re.compile(r'[ \t<>"@;?]')
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,7 @@ class SipUri:
         return "".join(out)
 
 
+@lru_cache(maxsize=1024)  # the same few peers in every Via, Contact and URI
 def split_hostport(text: str) -> tuple[str, int | None]:
     """Split ``host[:port]``, IPv6 references in brackets included."""
     text = text.strip()
@@ -108,7 +112,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         host, _, port_text = text.partition(":")
         if not host:
             raise SipParseError(f"empty host in {text!r}")
-    if any(c in host for c in ' \t<>"@;?'):
+    if _BAD_HOST_CHARACTER.search(host):
         raise SipParseError(f"bad character in host {host!r}")
     if not port_text:
         return host, None
