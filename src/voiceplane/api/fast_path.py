@@ -32,10 +32,11 @@ from voiceplane.api import legacy, voice
 from voiceplane.api.deps import Backend
 
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
-Answer = Callable[[Backend, str, Request], Awaitable[Response]]
+Answer = voice.Placing
 
-# /v1/{sid}/voice/<segment> split on "/": "", "v1", sid, "voice", segment (voice.PREFIX).
-_VOICE_PARTS: Final = 5
+# voice.PREFIX + "/<segment>" split on "/": "", "v1", the SID, "voice", the segment.
+_ROOT, _SID, _VOICE = voice.PREFIX.strip("/").split("/")
+assert _SID == "{sid}", voice.PREFIX
 _SERVER_ERROR_KEYS: Final = (500, Exception)  # FastAPI's ServerErrorMiddleware handler keys
 
 
@@ -116,9 +117,9 @@ def route(method: str, path: str) -> tuple[Answer, str] | None:
     if method == "POST":
         parts = path.split("/")
         if (
-            len(parts) == _VOICE_PARTS
-            and parts[1] == "v1"
-            and parts[3] == "voice"
+            len(parts) == 5
+            and parts[1] == _ROOT
+            and parts[3] == _VOICE
             and parts[2]
             and parts[4] in voice.PLACING
         ):
