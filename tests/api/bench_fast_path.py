@@ -13,6 +13,20 @@ measured is the HTTP side of serve's loop. The variants take turns in chunks of
 ``--chunk`` POSTs, so that a busy neighbour on the machine weighs on all of them alike; each
 POST's numbers are new (as in bench/api_calls.py; a number's E.164 form is cached).
 Not a test (pytest does not collect it).
+
+2026-11-27 19:18 UTC, load average 0.7, 3 rounds of 3,000 POSTs, medians (µs of CPU per POST):
+
+    ==============  =======  ==================  =========  ==================
+    service         FastAPI  + proxy headers     fast path  + proxy headers
+    ==============  =======  ==================  =========  ==================
+    click-to-call   260.8    239.8               113.5      126.1
+    outbound        251.5    230.2                97.3       99.9
+    ==============  =======  ==================  =========  ==================
+
+So the fast path takes 47-61 % off a placing POST in process; serve also no longer writes
+uvicorn's access log line (about 26 µs of CPU a request, measured apart), which makes
+click-to-call about 266 -> 126 µs and outbound about 256 -> 100 µs as serve runs them.
+The proxy-headers middleware alone costs about 3 µs (measured apart; here it is in the noise).
 """
 
 from __future__ import annotations
