@@ -24,6 +24,7 @@ from voiceplane.sip.sdp import (
     Codec,
     MediaDescription,
     SessionDescription,
+    answer_to,
     bump_version,
     format_events,
     make_answer,
@@ -895,3 +896,95 @@ def test_under_origin_keeps_our_origin_one_version_up_and_their_media() -> None:
     assert reoffer.rtp_address() == ("198.51.100.7", 6222)
     with pytest.raises(SipParseError):
         under_origin(b"not sdp", ours.encode())
+
+
+# --- answer_to: make_answer's bytes and errors, remembered per offer shape ---------------
+
+Outcome = bytes | tuple[type, str, int]
+
+
+def _error(error: Exception) -> Outcome:
+    hint = error.status_hint if isinstance(error, SipParseError) else 0
+    return (type(error), str(error), hint)
+
+
+def answer_or_error(offer: bytes | str, port: int, session_id: int = 7, version: int = 1,
+                    direction: str | None = None) -> Outcome:  # fmt: skip
+    """make_answer(parse(offer)).encode(), or the error it raises, to compare with answer_to."""
+    try:
+        parsed = SessionDescription.parse(offer)
+        return make_answer(parsed, address="192.0.2.10", port=port, session_id=session_id,
+                           session_version=version, direction=direction).encode()  # fmt: skip
+    except (SipParseError, ValueError) as error:
+        return _error(error)
+
+
+def answer_to_or_error(offer: bytes | str, port: int, session_id: int = 7, version: int = 1,
+                       direction: str | None = None) -> Outcome:  # fmt: skip
+    try:
+        return answer_to(offer, address="192.0.2.10", port=port, session_id=session_id,
+                         session_version=version, direction=direction)  # fmt: skip
+    except (SipParseError, ValueError) as error:
+        return _error(error)
+
+
+@settings(max_examples=300)
+@given(audio_offers(), st.none() | st.sampled_from(sorted(DIRECTIONS)), st.data())
+def test_answer_to_gives_make_answers_bytes_for_offers_of_one_shape(
+    offer: SessionDescription, wanted: str | None, data: st.DataObject
+) -> None:
+    # The same offer again and again with other origins and other non-zero ports, answered
+    # with other ports and ids: the shape's answer is made once, then reused.
+    for _ in range(3):
+        media = tuple(
+            m if m.port == 0 else replace(m, port=data.draw(st.integers(1, 65535)))
+            for m in offer.media
+        )
+        variant = replace(
+            offer, media=media, session_id=data.draw(st.integers(0, 2**40)),
+            origin_username=data.draw(st.sampled_from(["-", "alice", "sipp"])),
+        ).encode()  # fmt: skip
+        port = data.draw(st.integers(1, 65535))
+        session_id = data.draw(st.integers(0, 2**40))
+        version = data.draw(st.integers(0, 5))
+        assert answer_to_or_error(variant, port, session_id, version, wanted) == answer_or_error(
+            variant, port, session_id, version, wanted
+        )
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(st.tuples(st.sampled_from(PREFIXES), JUNK), max_size=12),
+    st.sampled_from(["\r\n", "\n"]),
+    st.integers(0, 70000),
+)
+def test_answer_to_raises_what_the_parser_raises(
+    lines: list[tuple[str, str]], eol: str, port: int
+) -> None:
+    known = sdp("v=0", "o=- 1 1 IN IP4 198.51.100.7", "s=-", "c=IN IP4 198.51.100.7", "t=0 0",
+                "m=audio 6000 RTP/AVP 0 101", "a=rtpmap:101 telephone-event/8000")  # fmt: skip
+    body = eol.join(["v=0", *(prefix + tail for prefix, tail in lines)])
+    for offer in (known, body, body.encode(), known):
+        assert answer_to_or_error(offer, port) == answer_or_error(offer, port)
+
+
+def test_answer_to_checks_the_lines_it_does_not_remember() -> None:
+    offer = [
+        "v=0", "o=- 1 1 IN IP4 198.51.100.7", "s=-", "c=IN IP4 198.51.100.7", "t=0 0",
+        "m=audio 6000 RTP/AVP 0 8", "a=sendrecv",
+    ]  # fmt: skip
+    first = answer_to_or_error(sdp(*offer), 30000)
+    assert isinstance(first, bytes) and first == answer_or_error(sdp(*offer), 30000)
+    broken_lines = [
+        (1, "o=- x 1 IN IP4 198.51.100.7"), (1, "o=- 1 1 ATM NSAP x"),
+        (5, "m=audio 70000 RTP/AVP 0 8"), (5, "m=audio 6000/0 RTP/AVP 0 8"),
+    ]  # fmt: skip
+    for index, bad in broken_lines:
+        broken = sdp(*offer[:index], bad, *offer[index + 1 :])
+        error = answer_to_or_error(broken, 30000)
+        assert isinstance(error, tuple) and error[0] is SipParseError
+        assert error == answer_or_error(broken, 30000)
+    # A port that is zero refuses the stream, whatever the answer to port 6000 was.
+    held = sdp(*offer[:5], "m=audio 0 RTP/AVP 0 8", "m=audio 6002 RTP/AVP 8", *offer[6:])
+    assert answer_to_or_error(held, 30000) == answer_or_error(held, 30000)
+    assert answer_to_or_error(sdp(*offer), 70000)[0] is ValueError

@@ -34,7 +34,7 @@ from voiceplane.sip.headers import NameAddr
 from voiceplane.sip.legs import LegState
 from voiceplane.sip.message import Request
 from voiceplane.sip.outcome import Outcome, Party
-from voiceplane.sip.sdp import SessionDescription, make_answer, make_offer
+from voiceplane.sip.sdp import answer_to, make_offer
 from voiceplane.sip.timers import TimerValues
 from voiceplane.sip.ua import InboundCall, UserAgent
 
@@ -375,17 +375,16 @@ class SandboxOperator:
         port = session.record.media_port
         assert port is not None
         if not offer_body:
-            sdp = make_offer(
+            return make_offer(
                 address=self._media_host, port=port,
                 session_id=session.session_id, session_version=session.session_version,
-            )  # fmt: skip
-        else:
-            sdp = make_answer(
-                SessionDescription.parse(offer_body), address=self._media_host,
-                port=port, session_id=session.session_id,
-                session_version=session.session_version,
-            )  # fmt: skip
-        return sdp.encode()
+            ).encode()  # fmt: skip
+        # Offers repeat their shape from call to call (only ports and origins differ):
+        # answer_to makes each shape's answer once.
+        return answer_to(
+            offer_body, address=self._media_host, port=port, session_id=session.session_id,
+            session_version=session.session_version,
+        )  # fmt: skip
 
     def _open_media(self, session: _Session) -> int:
         sock = socket.socket(self._media_family, socket.SOCK_DGRAM)

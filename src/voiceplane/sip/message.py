@@ -356,6 +356,66 @@ def parse_message(data: bytes) -> Message:
         raise SipParseError(f"headers are not UTF-8: {exc.reason}") from None
     lines = head.replace("\r\n", "\n").split("\n")
     start = lines[0]
+    names = _HEADER_NAMES
+    parts = [line.partition(":") for line in lines[1:]]
+    try:
+        # The usual message: every line a header whose name was seen (and checked) before.
+        items = [(names[raw], value.strip(" \t")) for raw, colon, value in parts if colon]
+    except KeyError:
+        items = []
+    if len(items) != len(parts):
+        items = _header_items(lines)
+    headers = Headers._trusted(tuple(items))
+    first = headers._first_values()
+    if not _REQUIRED <= first.keys():
+        missing = next(r for r in _REQUIRED_ORDER if r not in first)
+        raise SipParseError(f"missing {canonical_name(missing)} header")
+    body = data[head_end + sep_len :]
+    length_text = first.get("content-length")
+    if length_text is not None:
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+        if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 9:
+            raise SipParseError(f"bad Content-Length: {length_text!r}")
+        length = int(length_text)
+        if length > len(body):
+            raise SipParseError("body shorter than Content-Length")
+        body = body[:length]
+    cseq = headers.view(_cseq)
+
+    if start.startswith("SIP/"):
+        version, _, rest = start.partition(" ")
+        code_text, _, reason = rest.partition(" ")
+        if version.upper() != SIP_VERSION:
+            raise SipParseError(f"unsupported version {version!r}", status_hint=505)
+        if (len(code_text) != 3 or not (code_text.isascii() and code_text.isdigit())
+                or not 100 <= int(code_text) <= 699):  # fmt: skip
+            raise SipParseError(f"bad status code in {start[:80]!r}")
+        return Response(int(code_text), reason.strip(), headers, body)
+
+    parts_of_start = start.split(" ")
+    if len(parts_of_start) != 3:
+        raise SipParseError(f"bad request line: {start[:80]!r}")
+    method, uri, version = parts_of_start
+    if method not in _METHODS_SEEN and not _TOKEN.fullmatch(method):
+        raise SipParseError(f"bad method {method[:40]!r}")
+    if version.upper() != SIP_VERSION:
+        raise SipParseError(f"unsupported version {version[:40]!r}", status_hint=505)
+    if ":" not in uri:
+        raise SipParseError(f"bad Request-URI {uri[:80]!r}")
+    if cseq.method != method:
+        raise SipParseError(f"CSeq method {cseq.method!r} does not match {method!r}")
+    if method not in _METHODS_SEEN and len(_METHODS_SEEN) < 64:
+        _METHODS_SEEN.add(method)
+    return Request(method, uri, headers, body)
+
+
+# Methods of requests that parsed: their token check is done (bounded: they come from the
+# network).
+_METHODS_SEEN: set[str] = set()
+
+
+def _header_items(lines: list[str]) -> list[tuple[str, str]]:
+    """The header lines one by one: folded lines, names not seen before, errors."""
     items: list[tuple[str, str]] = []
     names = _HEADER_NAMES
     for line in lines[1:]:
@@ -381,46 +441,7 @@ def parse_message(data: bytes) -> Message:
         items.append((normalized, value.strip(" \t")))
         if len(names) < 4096:  # bounded: names come from the network
             names[raw_name] = normalized
-    headers = Headers._trusted(tuple(items))
-    first = headers._first_values()
-    if not _REQUIRED <= first.keys():
-        missing = next(r for r in _REQUIRED_ORDER if r not in first)
-        raise SipParseError(f"missing {canonical_name(missing)} header")
-    body = data[head_end + sep_len :]
-    length_text = headers.get("content-length")
-    if length_text is not None:
-        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
-        if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 9:
-            raise SipParseError(f"bad Content-Length: {length_text!r}")
-        length = int(length_text)
-        if length > len(body):
-            raise SipParseError("body shorter than Content-Length")
-        body = body[:length]
-    cseq = headers.view(_cseq)
-
-    if start.startswith("SIP/"):
-        version, _, rest = start.partition(" ")
-        code_text, _, reason = rest.partition(" ")
-        if version.upper() != SIP_VERSION:
-            raise SipParseError(f"unsupported version {version!r}", status_hint=505)
-        if (len(code_text) != 3 or not (code_text.isascii() and code_text.isdigit())
-                or not 100 <= int(code_text) <= 699):  # fmt: skip
-            raise SipParseError(f"bad status code in {start[:80]!r}")
-        return Response(int(code_text), reason.strip(), headers, body)
-
-    parts = start.split(" ")
-    if len(parts) != 3:
-        raise SipParseError(f"bad request line: {start[:80]!r}")
-    method, uri, version = parts
-    if not _TOKEN.fullmatch(method):
-        raise SipParseError(f"bad method {method[:40]!r}")
-    if version.upper() != SIP_VERSION:
-        raise SipParseError(f"unsupported version {version[:40]!r}", status_hint=505)
-    if ":" not in uri:
-        raise SipParseError(f"bad Request-URI {uri[:80]!r}")
-    if cseq.method != method:
-        raise SipParseError(f"CSeq method {cseq.method!r} does not match {method!r}")
-    return Request(method, uri, headers, body)
+    return items
 
 
 class StreamFramer:

@@ -366,6 +366,90 @@ def make_answer(
     return _session(address, session_id, session_version, tuple(answered))
 
 
+def answer_to(
+    offer: bytes | str,
+    *,
+    address: str,
+    port: int,
+    session_id: int,
+    session_version: int = 1,
+    supported: Sequence[Codec] = DEFAULT_CODECS,
+    direction: str | None = None,
+    ptime: int | None = DEFAULT_PTIME,
+) -> bytes:
+    """``make_answer(SessionDescription.parse(offer), ...).encode()``: the same bytes and the
+    same errors, made cheaply for an offer shaped like one answered before.
+
+    The answer depends on an offer's lines but its origin and the value of its ports (only
+    whether a port is zero counts). So the answer to each shape is made once, and later
+    offers of that shape get it with their own port and session id and version, once the
+    lines that differ (o= and the m= lines) are checked as the parser checks them.
+    """
+    shape = _offer_shape(offer) if isinstance(supported, tuple) and port != 0 else None
+    key = (shape, address, supported, direction, ptime)
+    template = _ANSWERS.get(key) if shape is not None else None
+    if template is None:
+        answer = make_answer(
+            SessionDescription.parse(offer), address=address, port=port, session_id=session_id,
+            session_version=session_version, supported=supported, direction=direction,
+            ptime=ptime,
+        )  # fmt: skip
+        encoded = answer.encode()
+        if shape is not None:
+            if len(_ANSWERS) >= _MAX_ANSWERS:
+                _ANSWERS.clear()
+            _ANSWERS[key] = answer
+        return encoded
+    _check_port(port)
+    media = tuple([
+        m if m.port == 0 else MediaDescription(
+            m.media, port, m.protocol, m.formats, m.codecs, m.direction, m.connection,
+            m.attributes, m.port_count, m.raw_formats,
+        )
+        for m in template.media
+    ])  # fmt: skip
+    return SessionDescription(
+        template.origin_username, session_id, session_version, template.address,
+        template.connection, media, template.session_name, template.address_type,
+        template.attributes,
+    ).encode()  # fmt: skip
+
+
+# Answers by offer shape (see answer_to), with the port of the offer they were made for.
+_ANSWERS: dict[tuple[object, ...], SessionDescription] = {}
+_MAX_ANSWERS = 256
+
+OfferShape = tuple[str | tuple[str | int | bool | None, ...], ...]
+
+
+def _offer_shape(offer: bytes | str) -> OfferShape | None:
+    """An offer's lines with its origin left out and each m= line's port reduced to whether
+    it is zero; ``None`` when the offer does not parse (let the parser say why)."""
+    if not isinstance(offer, bytes | str):
+        return None
+    try:
+        lines = _split_lines(_decode(offer))
+        if not lines or lines[0] != "v=0":
+            return None
+        shape: list[str | tuple[str | int | bool | None, ...]] = []
+        origin = False
+        in_session = True
+        for line in lines:
+            kind = line[0]
+            if kind == "m":
+                in_session = False
+                media, port, count, protocol, tokens = _parse_m_line(line[2:])
+                shape.append((media, port == 0, count, protocol, *tokens))
+            elif kind == "o" and in_session and not origin:
+                origin = True  # the session's origin: checked, then left out
+                _session_origin([line])
+            else:
+                shape.append(line)
+    except SipParseError:
+        return None
+    return tuple(shape) if origin else None
+
+
 def negotiate(local: SessionDescription, remote: SessionDescription) -> NegotiatedAudio | None:
     """The audio stream both sides agreed on, or ``None``.
 
