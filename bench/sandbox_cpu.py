@@ -42,6 +42,8 @@ ROOT = HERE.parent
 VOICEPLANE = [str(Path(sys.executable).parent / "voiceplane")]
 LEG2_SHARE = 0.9  # a second leg is dialled only when the first answered
 HOLD_S = 1.0
+ANSWERS = "+9198765{:05d}"  # bench/api_calls.py's numbers
+BUSY = "+919876500486"
 
 
 @dataclass
@@ -68,13 +70,23 @@ def user_system_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def numbers_file(path: Path, total: int, busy_every: int) -> Path:
-    """SIPp's injection file: one number a call, every ``busy_every``-th ending in 486."""
+def numbers_file(path: Path, total: int, busy_every: int, *, first_leg: bool) -> Path:
+    """SIPp's injection file: one number a call, every ``busy_every``-th busy (486).
+
+    As bench/api_calls.py dials them: first legs a different number each (the few that
+    would end in 000 or 400-699 are one fixed number instead), second legs one number.
+    """
     lines = ["SEQUENTIAL"]
     for index in range(total):
-        busy = index % busy_every == busy_every - 1
-        suffix = "486" if busy else f"{index % 300 + 100:03d}"  # 100-399: answered
-        lines.append(f"+1555{index % 10000:04d}{suffix};")
+        if index % busy_every == busy_every - 1:
+            number = BUSY
+        elif first_leg:
+            number = ANSWERS.format(index % 100_000)
+            if number.endswith("000") or 400 <= int(number[-3:]) <= 699:
+                number = ANSWERS.format(11111)
+        else:
+            number = ANSWERS.format(22222)
+        lines.append(f"{number};")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -185,11 +197,11 @@ def one_run(
             began = time.monotonic()
             leg1 = start_sipp(
                 "_sandbox_leg1.xml", listen, rate, total,
-                numbers_file(work / "leg1.csv", total, 10), work / "leg1", 0,
+                numbers_file(work / "leg1.csv", total, 10, first_leg=True), work / "leg1", 0,
             )  # fmt: skip
             leg2 = start_sipp(
                 "_sandbox_leg2.xml", listen, rate * LEG2_SHARE, leg2_total,
-                numbers_file(work / "leg2.csv", leg2_total, 9), work / "leg2",
+                numbers_file(work / "leg2.csv", leg2_total, 9, first_leg=False), work / "leg2",
                 int(HOLD_S * 1000) - 60,
             )  # fmt: skip
             for caller in (leg1, leg2):

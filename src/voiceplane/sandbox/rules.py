@@ -13,6 +13,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from voiceplane.config import SandboxRule, SandboxSettings
@@ -64,6 +65,7 @@ def normalize_number(text: str) -> str | None:
     return candidate if _NUMBER.fullmatch(candidate) else None
 
 
+@lru_cache(maxsize=4096)  # numbers are dialled again and again (agents, bridges, tests)
 def dialled_number(request_uri: str) -> str | None:
     """The number a Request-URI dials: its user part (``sip:``/``sips:``) or ``tel:`` number."""
     text = request_uri.strip()

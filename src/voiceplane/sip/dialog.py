@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .errors import SipParseError
 from .headers import NameAddr, without_tag
@@ -136,6 +137,11 @@ def _contact_uri(headers: Headers) -> str | None:
     value = headers.get("contact")
     if not value:
         return None
+    return _uri_of_contact(value)
+
+
+@lru_cache(maxsize=1024)  # a peer sends the same Contact on every call
+def _uri_of_contact(value: str) -> str | None:
     try:
         return NameAddr.parse(value).uri
     except SipParseError:

@@ -7,6 +7,7 @@ layer needs it, so a proxy-like pass-through never pays for parsing what it does
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .errors import SipParseError
 from .uri import join_hostport, split_hostport
@@ -105,12 +106,12 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         proto, _, rest = text.strip().partition(" ")
-        pieces = proto.split("/")
-        if len(pieces) != 3 or pieces[0].upper() != "SIP" or not pieces[2]:
+        transport = _via_transport(proto)
+        if transport is None:
             raise SipParseError(f"bad Via protocol: {text!r}")
         sent_by, _, param_text = rest.strip().partition(";")
         host, port = split_hostport(sent_by)
-        return cls(pieces[2].upper(), host, port, parse_params(param_text))
+        return cls(transport, host, port, parse_params(param_text))
 
     @property
     def branch(self) -> str | None:
@@ -125,6 +126,15 @@ class Via:
             f"SIP/2.0/{self.transport} {join_hostport(self.host, self.port)}"
             f"{format_params(self.params)}"
         )
+
+
+@lru_cache(maxsize=64)  # "SIP/2.0/UDP" and a few others, in every Via
+def _via_transport(proto: str) -> str | None:
+    """``UDP`` for ``SIP/2.0/UDP``; ``None`` when it is not a Via's sent-protocol."""
+    pieces = proto.split("/")
+    if len(pieces) != 3 or pieces[0].upper() != "SIP" or not pieces[2]:
+        return None
+    return pieces[2].upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +227,11 @@ def without_tag(value: str) -> str:
         tail = value[gt + 1 :]
         kept = [p for p in tail.split(";") if p and not p.lower().startswith("tag=")]
         return value[: gt + 1] + "".join(";" + p for p in kept)
+    return _rewritten_without_tag(value)
+
+
+@lru_cache(maxsize=4096)  # a To without a tag yet: the same few numbers dialled again and again
+def _rewritten_without_tag(value: str) -> str:
     addr = NameAddr.parse(value)
     params = tuple((k, v) for k, v in addr.params if k != "tag")
     return str(NameAddr(addr.uri, addr.display, params))
