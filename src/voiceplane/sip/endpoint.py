@@ -405,11 +405,16 @@ class SipEndpoint:
         if self._client.get(tx.key) is tx:
             del self._client[tx.key]
 
-    def _start_client(self, request: Request, destination: Address, now: float,
-                      *, owner: Leg | None) -> ClientTransaction:  # fmt: skip
+    def _start_client(
+        self, request: Request, destination: Address, now: float, *, owner: Leg | None,
+        branch: str | None = None,
+    ) -> ClientTransaction:  # fmt: skip
+        """``branch``: the top Via's, when the caller made that Via (spares parsing it)."""
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         tx = cls(request, destination, outbox=self._outbox, timers=self.timers,
                  values=self.timer_values, on_terminated=self._client_done)  # fmt: skip
+        if branch is not None:
+            tx._branch = branch
         tx.owner = owner
         tx.key = (tx.branch, request.method)
         self._client[tx.key] = tx
@@ -461,6 +466,11 @@ class SipEndpoint:
 
     def _via(self, transport: str) -> str:
         return self._via_prefix[transport] + self._new_token()
+
+    def _via_and_branch(self, transport: str) -> tuple[str, str]:
+        """A new top Via for a request we send, and its branch."""
+        token = self._new_token()
+        return self._via_prefix[transport] + token, BRANCH_COOKIE + token
 
     def _contact(self, transport: str) -> str:
         return self._contacts.get(transport) or next(iter(self._contacts.values()))

@@ -283,14 +283,15 @@ class Leg:
     def _send_in_dialog(self, method: str, now: float, *, body: bytes = b"",
                         extra: tuple[tuple[str, str], ...] = ()) -> ClientTransaction:  # fmt: skip
         assert self.dialog is not None
+        via, branch = self._ep._via_and_branch(self.transport)
         request = self.dialog.new_request(
             method,
-            via=self._ep._via(self.transport),
+            via=via,
             body=body,
             content_type="application/sdp" if body else None,
             extra=extra,
         )
-        return self._ep._start_client(request, self._route(), now, owner=self)
+        return self._ep._start_client(request, self._route(), now, owner=self, branch=branch)
 
     def _route(self) -> Address:
         assert self.dialog is not None

@@ -70,8 +70,7 @@ _TOKEN_CHARS = r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+"
 _TOKEN = re.compile(_TOKEN_CHARS)
 _PROTO = re.compile(rf"{_TOKEN_CHARS}(?:/{_TOKEN_CHARS})*")
 # Numbers are ASCII digits only (int() would take "+1", "1_0" and Arabic-Indic digits) and
-# bounded, so a hostile body cannot make int() chew on megabytes of digits.
-_NUMBER = re.compile(r"[0-9]{1,64}")
+# bounded (1 to 64 digits), so a hostile body cannot make int() chew on megabytes of digits.
 _PORT = re.compile(r"([0-9]{1,5})(?:/([0-9]{1,5}))?")
 _RTPMAP = re.compile(r"([0-9]{1,3})[ \t]+([^/ \t]+)/([0-9]{1,10})(?:/([0-9]{1,3}))?")
 _FMTP = re.compile(r"([0-9]{1,3})(?:[ \t]+(.*))?")
@@ -385,8 +384,10 @@ def answer_to(
     offers of that shape get it with their own port and session id and version, once the
     lines that differ (o= and the m= lines) are checked as the parser checks them.
     """
-    shape = _offer_shape(offer) if isinstance(supported, tuple) and port != 0 else None
-    key = (shape, address, supported, direction, ptime)
+    # Our codecs are the default in nearly every answer; other lists are answered in full
+    # (their codecs would have to be hashed and compared on every lookup).
+    shape = _offer_shape(offer) if supported is DEFAULT_CODECS and port != 0 else None
+    key = (shape, address, direction, ptime)
     template = _ANSWERS.get(key) if shape is not None else None
     if template is None:
         answer = make_answer(
@@ -870,7 +871,7 @@ def _fields(value: str) -> list[str]:
 
 
 def _number(text: str, what: str) -> int:
-    if _NUMBER.fullmatch(text) is None:
+    if not (0 < len(text) <= 64 and text.isascii() and text.isdigit()):
         raise SipParseError(f"bad {what} in SDP: {text!r}")
     return int(text)
 

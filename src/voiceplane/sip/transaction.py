@@ -250,8 +250,18 @@ class _Transaction:
 class ClientTransaction(_Transaction):
     """Client side: sends the request, retransmits it, matches its responses."""
 
-    def __init__(self, request: Request, peer: Address, **kwargs: object) -> None:
-        super().__init__(request, peer, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        request: Request,
+        peer: Address,
+        *,
+        outbox: Outbox,
+        timers: TimerQueue,
+        values: TimerValues,
+        on_terminated: Callable[[_Transaction], None],
+    ) -> None:
+        super().__init__(request, peer, outbox=outbox, timers=timers, values=values,
+                         on_terminated=on_terminated)  # fmt: skip
         self.data = request.encode()
         self.last_response: Response | None = None
         self._ack_data = b""
@@ -356,8 +366,18 @@ class ClientNonInviteTransaction(ClientTransaction):
 class ServerTransaction(_Transaction):
     """Server side: absorbs retransmitted requests and retransmits its responses."""
 
-    def __init__(self, request: Request, peer: Address, **kwargs: object) -> None:
-        super().__init__(request, peer, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        request: Request,
+        peer: Address,
+        *,
+        outbox: Outbox,
+        timers: TimerQueue,
+        values: TimerValues,
+        on_terminated: Callable[[_Transaction], None],
+    ) -> None:
+        super().__init__(request, peer, outbox=outbox, timers=timers, values=values,
+                         on_terminated=on_terminated)  # fmt: skip
         self.last_response: Response | None = None
         self._last_data = b""
 
@@ -475,8 +495,9 @@ def make_response(
 ) -> Response:
     """A response per section 8.2.6.2: Via, From, Call-ID and CSeq copied, To tagged."""
     items: list[tuple[str, str]] = []
+    copied = _COPIED_INTO_RESPONSES
     for name, value in request.headers:
-        if name in ("via", "from", "call-id", "cseq", "record-route"):
+        if name in copied:
             if name == "record-route" and not 100 < status < 300:
                 continue
             items.append((name, value))
@@ -484,8 +505,12 @@ def make_response(
             if to_tag is not None and ";tag=" not in value.replace(" ", "").lower():
                 value = f"{value};tag={to_tag}"
             items.append((name, value))
-    items.extend((name.lower(), value) for name, value in extra)
+    for name, value in extra:
+        items.append((name.lower(), value))
     return Response(status, reason, Headers._trusted(tuple(items)), body)
+
+
+_COPIED_INTO_RESPONSES = frozenset({"via", "from", "call-id", "cseq", "record-route"})
 
 
 def build_non2xx_ack(invite: Request, response: Response) -> Request:
