@@ -55,6 +55,7 @@ STOP_GRACE_S = 2.0  # how long stop() waits for the BYEs it sent to be answered
 _RTP_READS_PER_WAKE = 64  # then yield, so one busy socket cannot starve the loop
 _MAX_DATAGRAM = 2048
 _SHUTDOWN_CODE = 503  # what a call still ringing gets when the sandbox stops
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: born non-blocking
 
 
 class HungUpBy(enum.Enum):
@@ -279,7 +280,8 @@ class SandboxOperator:
         self._records.append(record)
         self._active[call.leg.id] = session
         session.ended.add_done_callback(partial(self._on_ended, session))
-        log.debug("call %s to %s: %s", call.call_id, number, decision)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("call %s to %s: %s", call.call_id, number, decision)
         if decision.action is Action.ANSWER and not self._prepare_answer(session):
             return
         if decision.action is Action.RING or decision.delay_s > 0:
@@ -387,9 +389,11 @@ class SandboxOperator:
         )  # fmt: skip
 
     def _open_media(self, session: _Session) -> int:
-        sock = socket.socket(self._media_family, socket.SOCK_DGRAM)
+        # Non-blocking from the start where it can be: a system call fewer per call.
+        sock = socket.socket(self._media_family, socket.SOCK_DGRAM | _SOCK_NONBLOCK)
         try:
-            sock.setblocking(False)
+            if not _SOCK_NONBLOCK:
+                sock.setblocking(False)
             sock.bind((self._media_host, 0))
             self._require_loop().add_reader(sock.fileno(), self._on_rtp, session)
         except BaseException:
