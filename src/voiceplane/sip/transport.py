@@ -22,6 +22,7 @@ from .message import StreamFramer
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[list[object]], None]
+_MAX_TIMER_SLACK = 0.010  # s
 
 
 class TransportShell:
@@ -118,12 +119,15 @@ class TransportShell:
         deadline = endpoint.next_deadline()
         if deadline is None:
             return
-        if self._timer_at is not None and self._timer_at <= deadline and self._timer is not None:
+        # A timer may fire a little late (2 % of its delay, at most 10 ms): the timers of
+        # many transactions then come due in one wake-up instead of one each.
+        when = deadline + min(_MAX_TIMER_SLACK, max(0.0, deadline - self.loop.time()) * 0.02)
+        if self._timer_at is not None and self._timer_at <= when and self._timer is not None:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = self.loop.call_at(deadline, self._on_timer)
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
