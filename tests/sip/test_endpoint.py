@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -404,3 +406,14 @@ def test_endpoint_survives_corrupted_messages(
     p.b.receive(data, p.A, p.now)
     p.link.deliver()
     p.link.advance(70.0)
+
+
+@given(st.integers(0, 2**32))
+def test_new_cseq_draws_what_randint_draws(seed: int) -> None:
+    # The first CSeq of a call comes from the endpoint's RNG as randint(1, 2**20) would:
+    # same numbers from the same seed, so seeded tests keep their values.
+    endpoint = SipEndpoint(local={"udp": Address("127.0.0.1", 5060)}, rng=random.Random(seed))
+    reference = random.Random(seed)
+    assert [endpoint._new_cseq() for _ in range(50)] == [
+        reference.randint(1, 2**20) for _ in range(50)
+    ]

@@ -479,7 +479,13 @@ class SipEndpoint:
         return f"{self._rng.getrandbits(64):016x}"
 
     def _new_cseq(self) -> int:
-        return self._rng.randint(1, 2**20)
+        # randint(1, 2**20) as random.py computes it (the same draws, the same numbers),
+        # without its three layers of argument checks.
+        bits = self._rng.getrandbits
+        value = bits(21)
+        while value >= 1 << 20:
+            value = bits(21)
+        return value + 1
 
     def _next_leg_id(self) -> int:
         self._leg_seq += 1
