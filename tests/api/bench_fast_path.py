@@ -63,7 +63,9 @@ WARM_UP = 200  # POSTs through each variant before each round
 class InstantWriter:
     """A store writer whose every item is 'committed' at once (nothing is written)."""
 
-    def submit_item(self, apply: object, item: object, *, key: object = None) -> Any:
+    def submit_item(
+        self, apply: object, item: object, *, key: object = None, urgent: bool = False
+    ) -> Any:
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done

@@ -135,3 +135,29 @@ async def test_items_of_one_kind_are_written_by_one_call(
     )
     assert len(calls) < 11  # grouped, not one call per item
     assert _names(factory) == sorted([f"b{i}" for i in range(10)] + ["kept"])
+
+
+def _insert_names(session: Session, names: list[str]) -> None:
+    for name in names:
+        repo.create_account(session, name=name)
+
+
+async def test_an_urgent_item_does_not_wait_for_the_linger(
+    factory: sessionmaker[Session],
+) -> None:
+    writer = StoreWriter(factory, linger_s=5.0)
+    writer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.wait_for(writer.submit_item(_insert_names, "now", urgent=True), 2.0)
+        assert loop.time() - began < 2.0
+        lazy = writer.submit_item(_insert_names, "later")
+        await asyncio.sleep(0.2)
+        assert not lazy.done()  # still lingering for company
+        # An urgent item cuts the linger short, for what waits with it too.
+        await asyncio.wait_for(writer.submit_item(_insert_names, "hurry", urgent=True), 2.0)
+        assert lazy.done()
+    finally:
+        await writer.stop()
+    assert _names(factory) == ["hurry", "later", "now"]

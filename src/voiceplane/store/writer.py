@@ -46,6 +46,7 @@ class _Pending:
     job: Job | None
     waiters: list[asyncio.Future[Any]] = field(default_factory=list)
     bulk: tuple[BulkApply, Any] | None = None  # (apply, item): applied with its kind at once
+    urgent: bool = False  # someone is waiting on it now: the batch does not linger
 
     def run_alone(self, session: Session) -> Any:
         if self.bulk is not None:
@@ -78,6 +79,7 @@ class StoreWriter:
         self._lock = threading.Condition()
         self._order: list[object] = []  # keys in submission order; anonymous jobs get a token
         self._pending: dict[object, _Pending] = {}
+        self._urgent = 0  # pending urgent jobs
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,18 +105,22 @@ class StoreWriter:
         return self._queue(job, None, key)
 
     def submit_item(
-        self, apply: BulkApply, item: object, *, key: object = None
+        self, apply: BulkApply, item: object, *, key: object = None, urgent: bool = False
     ) -> asyncio.Future[Any]:
         """Queue ``item`` to be written by ``apply(session, items)`` with others of its kind.
 
         All items pending for the same ``apply`` go to one call of it (one executemany
         instead of a statement each); they are applied after the batch's plain jobs. If
         ``apply`` returns a list, the future of each item resolves to its entry.
+
+        ``urgent``: a client is waiting for this write (an API request), so the next batch
+        starts at once instead of lingering for more work.
         """
-        return self._queue(None, (apply, item), key)
+        return self._queue(None, (apply, item), key, urgent)
 
     def _queue(
-        self, job: Job | None, bulk: tuple[BulkApply, Any] | None, key: object
+        self, job: Job | None, bulk: tuple[BulkApply, Any] | None, key: object,
+        urgent: bool = False,
     ) -> asyncio.Future[Any]:
         loop = self._loop
         if loop is None:
@@ -126,12 +132,17 @@ class StoreWriter:
             token: object = key if key is not None else object()
             pending = self._pending.get(token)
             if pending is None:
-                self._pending[token] = _Pending(job, [waiter], bulk)
+                self._pending[token] = _Pending(job, [waiter], bulk, urgent)
                 self._order.append(token)
+                self._urgent += urgent
                 self._lock.notify()
             else:
                 pending.job, pending.bulk = job, bulk
                 pending.waiters.append(waiter)
+                if urgent and not pending.urgent:
+                    pending.urgent = True
+                    self._urgent += 1
+                    self._lock.notify()
         return waiter
 
     @property
@@ -147,17 +158,20 @@ class StoreWriter:
                 self._lock.wait()
             if not self._order:
                 return None
-            if self._linger_s:
+            if self._linger_s and not self._urgent:
                 # Let more work arrive: a transaction costs about the same for 1 job or 100.
                 deadline = time.monotonic() + self._linger_s
-                while not self._stopping and len(self._order) < self._max_batch:
+                while not self._stopping and len(self._order) < self._max_batch \
+                        and not self._urgent:  # fmt: skip
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self._lock.wait(left)
             tokens = self._order[: self._max_batch]
             del self._order[: self._max_batch]
-            return [self._pending.pop(token) for token in tokens]
+            batch = [self._pending.pop(token) for token in tokens]
+            self._urgent -= sum(item.urgent for item in batch)
+            return batch
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
