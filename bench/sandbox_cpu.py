@@ -21,6 +21,12 @@ stays meaningful on a busy machine, where throughput does not. The load average 
 with it. ``--profile DIR`` adds a py-spy profile of the sandbox (GIL samples, collapsed).
 ``--callgrind`` runs the sandbox under valgrind and counts its instructions per click-to-call
 while the calls run: slow (keep the rate low), but the same whatever else the machine does.
+To compare with another version, run it with ``PYTHONPATH=<that version's src>``: the
+sandbox imports voiceplane from there.
+
+2026-11-27, this 2-core machine, the code before and after the sandbox's CPU work run back to
+back (load average 0.5-3): 200/s 2.40-2.70 -> 1.95-2.23 ms a click-to-call, 300/s
+2.33-2.49 -> 1.92-1.94 ms; --callgrind at 4/s 4.37M -> 3.0M instructions.
 """
 
 from __future__ import annotations
