@@ -1,6 +1,7 @@
 """``server.serve`` in process: start order, readiness, reverse stop order, failures."""
 
 import asyncio
+import logging
 import socket
 
 import httpx
@@ -127,3 +128,29 @@ async def test_stop_set_before_serving_skips_http() -> None:
     )
 
     assert journal == ["start a", "stop a"]
+
+
+@pytest.mark.parametrize("access_log", [False, True])
+async def test_the_access_log_and_server_header_follow_the_config(access_log: bool) -> None:
+    port = free_port()
+    config = load_config(
+        None,
+        {
+            "VOICEPLANE_API_LISTEN": f"127.0.0.1:{port}",
+            "VOICEPLANE_API_ACCESS_LOG": "true" if access_log else "false",
+        },
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(config, [], stop=stop))
+    await wait_healthy(port, task)
+    try:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{port}/healthz")
+        # uvicorn writes a request's line only if its access logger has somewhere to go.
+        logs = logging.getLogger("uvicorn.access").hasHandlers()
+    finally:
+        stop.set()
+        await task
+    assert response.status_code == 200
+    assert "server" not in response.headers  # nothing clients need
+    assert logs is access_log
