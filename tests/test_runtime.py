@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from voiceplane.runtime import GC_THRESHOLDS, tune_gc
+from voiceplane.runtime import GC_THRESHOLDS, SWITCH_INTERVAL_S, tune_gc, tune_threads
 
 
 @pytest.fixture
@@ -15,6 +16,21 @@ def thresholds() -> Iterator[None]:
     before = gc.get_threshold()
     yield
     gc.set_threshold(*before)
+
+
+@pytest.fixture
+def switch_interval() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("switch_interval")
+def test_tune_threads_shortens_the_switch_interval() -> None:
+    sys.setswitchinterval(0.005)
+    tune_threads()
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    assert SWITCH_INTERVAL_S < 0.005
 
 
 @pytest.mark.usefixtures("thresholds")

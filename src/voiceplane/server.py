@@ -22,7 +22,7 @@ from voiceplane.api.app import create_app
 from voiceplane.calls.commands import CallCommands
 from voiceplane.config import Config
 from voiceplane.policy.dnd import DndRegistry
-from voiceplane.runtime import tune_gc
+from voiceplane.runtime import tune_gc, tune_threads
 from voiceplane.store.writer import StoreWriter
 
 GRACEFUL_HTTP_SHUTDOWN_S = 5
@@ -90,6 +90,7 @@ async def serve(
             await _start_services(services, running)
             readiness.services_started = True
             tune_gc()
+            tune_threads()
             if not stop.is_set():
                 await _run_http(server, stop, config)
     _log().info("voiceplane stopped")
