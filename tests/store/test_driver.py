@@ -7,9 +7,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import create_engine
 from sqlalchemy.dialects import sqlite
 
-from voiceplane.store.driver import Timestamps, sqlite_text, timestamp_converter
+from voiceplane.store.driver import (
+    RowsStatement,
+    Timestamps,
+    execute_rows,
+    sqlite_text,
+    timestamp_converter,
+)
 from voiceplane.store.models import Call
 
 _COLUMN = Call.__table__.c.updated_at.type.dialect_impl(sqlite.dialect())
@@ -53,3 +60,18 @@ def test_timestamps_convert_each_distinct_value_once() -> None:
     assert stamp(now) == stamp(now) == now.isoformat()
     assert stamp(None) is None
     assert seen == [now]
+
+
+def test_rows_past_the_parameter_limit_go_in_several_statements() -> None:
+    engine = create_engine("sqlite://")
+    statement = RowsStatement(
+        head="INSERT INTO t (a, b) VALUES ", width=2, tail="", mark="?",
+        single="INSERT INTO t (a, b) VALUES (?, ?)",
+    )  # fmt: skip
+    rows = [(index, f"row {index}") for index in range(20_000)]  # over 32,766 parameters
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)")
+        execute_rows(connection, statement, rows)
+        execute_rows(connection, statement, [])  # nothing to do
+        stored = connection.exec_driver_sql("SELECT a, b FROM t ORDER BY a").all()
+    assert [tuple(row) for row in stored] == rows

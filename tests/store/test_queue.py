@@ -114,3 +114,36 @@ def test_cancel_requests_and_claimed_calls_are_found(
         assert cancel_requested(session, []) == set()
         live = repo.calls_in_states(session, ["dialing", "ringing", "answered"])
         assert sorted(call.id for call in live) == sorted([first, second])
+
+
+def test_a_batch_of_many_calls_keeps_the_newest_snapshot_of_each(
+    factory: sessionmaker[Session],
+) -> None:
+    account_id = _account(factory)
+    ids = [_call(factory, account_id=account_id, service="outbound", to_number="+915")
+           for _ in range(30)]  # fmt: skip
+
+    def snapshot(call_id: str, state: str, status: str | None, seconds: int) -> CallProgress:
+        leg = LegProgress(
+            seq=0, leg=1, number="+915", status=status, start_time=NOW,
+            end_time=NOW + timedelta(seconds=seconds) if status else None,
+        )  # fmt: skip
+        return CallProgress(
+            call_id=call_id, state=state, status=status, reason=None, start_time=NOW,
+            answer_time=None, end_time=None, duration=seconds, billsec=0, attempts=1,
+            scheduled_at=None, legs=(leg,),
+        )  # fmt: skip
+
+    batch = [snapshot(call_id, "ringing", None, 0) for call_id in ids]
+    batch += [snapshot(call_id, "completed", "BUSY", 2) for call_id in ids[::2]]
+    with factory.begin() as session:
+        save_many(session, batch)
+    with factory() as session:
+        records = {call_id: repo.call_record(repo.find_call(session, call_id=call_id))
+                   for call_id in ids}  # type: ignore[arg-type]  # fmt: skip
+    for index, call_id in enumerate(ids):
+        record = records[call_id]
+        done = index % 2 == 0
+        assert record["state"] == ("completed" if done else "ringing")
+        assert record["duration"] == (2 if done else 0)
+        assert [leg["status"] for leg in record["legs"]] == (["BUSY"] if done else [None])

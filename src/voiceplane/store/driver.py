@@ -1,18 +1,19 @@
 """Hot writes on the DBAPI driver itself: plain tuples, timestamps converted once each.
 
 Through SQLAlchemy's compiled statements every row pays for each parameter's bind
-processing; the store's busiest statements (call snapshots, callbacks) skip that and run as
-one executemany of tuples. Timestamps still go through the column type's own bind
-processor, so the stored text is the same as the ORM's.
+processing; the store's busiest statements (call snapshots, new calls, callbacks) skip that
+and run on tuples, on SQLite as one multi-row statement (:func:`execute_rows`). Timestamps
+are stored as the column type stores them, so the text is the same as the ORM's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 
 from .models import Call
 
@@ -60,3 +61,50 @@ class Timestamps:
         if converted is None:
             converted = self._seen[value] = self._convert(value)
         return converted
+
+
+# SQLite's default limit on a statement's parameters (since 3.32).
+_SQLITE_MAX_VARIABLES: Final = 32_766
+
+
+@dataclass(frozen=True, slots=True)
+class RowsStatement:
+    """A statement applied to many rows of parameters: ``head`` + one ``(?, ...)`` per row +
+    ``tail``. ``single`` is the same statement for one row at a time (an executemany), with
+    ``single_order`` picking a row's values in the order its marks want them."""
+
+    head: str
+    width: int  # parameters per row
+    tail: str
+    mark: str
+    single: str
+    single_order: tuple[int, ...] | None = None
+
+    def sql_for(self, rows: int) -> str:
+        one = f"({', '.join([self.mark] * self.width)})"
+        return f"{self.head}{', '.join([one] * rows)}{self.tail}"
+
+
+def execute_rows(
+    connection: Connection, statement: RowsStatement, rows: list[tuple[Any, ...]]
+) -> None:
+    """Apply ``statement`` to ``rows``.
+
+    On SQLite, as few statements as the parameter limit allows, each with every row in its
+    VALUES list: Python's sqlite3 lets go of the GIL at every step, which in an executemany
+    is every row, and under load the writer thread then waited for the busy event loop at
+    each of them (a batch of 35 snapshots took 140 ms of wall time for 17 ms of CPU at 300
+    click-to-calls/s). Elsewhere, one executemany of the single-row statement.
+    """
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        order = statement.single_order
+        values = rows if order is None else [tuple(row[i] for i in order) for row in rows]
+        connection.exec_driver_sql(statement.single, values)
+        return
+    per_statement = max(1, _SQLITE_MAX_VARIABLES // statement.width)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        flat = tuple(value for row in chunk for value in row)
+        connection.exec_driver_sql(statement.sql_for(len(chunk)), flat)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from .driver import Timestamps, placeholder, timestamp_converter
+from .driver import RowsStatement, Timestamps, execute_rows, placeholder, timestamp_converter
 from .models import utcnow
 
 
@@ -89,42 +89,44 @@ def save_progress(session: Session, progress: CallProgress) -> None:
 
 
 def save_many(session: Session, snapshots: Sequence[CallProgress]) -> None:
-    """Store several snapshots with one executemany per table."""
+    """Store several snapshots: a statement or two per table (see ``driver.execute_rows``)."""
     if not snapshots:
         return
     connection = session.connection()
     sql = _driver_sql(connection.dialect)
     stamp = Timestamps(sql.timestamp)
     now = stamp(utcnow())
+    # The newest snapshot of each call (a reported call keeps every save, so a batch may
+    # hold several): one row per call, as an UPDATE ... FROM needs.
+    newest = {snap.call_id: snap for snap in snapshots}
     call_rows = [
         (
-            snap.state, snap.status, snap.reason, stamp(snap.start_time),
+            snap.call_id, snap.state, snap.status, snap.reason, stamp(snap.start_time),
             stamp(snap.answer_time), stamp(snap.end_time), snap.duration, snap.billsec,
             snap.attempts, stamp(snap.scheduled_at), snap.decided_by_rule, snap.keypress,
-            snap.recording, now, snap.call_id,
+            snap.recording, now,
         )
-        for snap in snapshots
+        for snap in newest.values()
     ]  # fmt: skip
     # Plain tuples on the driver: through SQLAlchemy's compiled statements every row paid
     # for each parameter's bind processing, about half of the writer thread's time.
-    connection.exec_driver_sql(sql.update_calls, call_rows)
+    execute_rows(connection, sql.update_calls, call_rows)
     leg_rows = [
         (
             leg.seq, leg.leg, leg.number, leg.status, leg.sip_code, leg.sip_reason,
             leg.q850_cause, leg.hangup_by, stamp(leg.start_time), stamp(leg.ring_time),
             stamp(leg.answer_time), stamp(leg.end_time), leg.sip_call_id, snap.call_id,
         )
-        for snap in snapshots
+        for snap in newest.values()
         for leg in snap.legs
     ]  # fmt: skip
-    if leg_rows:
-        connection.exec_driver_sql(sql.upsert_legs, leg_rows)
+    execute_rows(connection, sql.upsert_legs, leg_rows)
 
 
 @dataclass(frozen=True, slots=True)
 class _DriverSql:
-    update_calls: str
-    upsert_legs: str
+    update_calls: RowsStatement
+    upsert_legs: RowsStatement
     timestamp: Callable[[datetime], Any]  # a UTC datetime as the driver takes it
 
 
@@ -132,20 +134,32 @@ class _DriverSql:
 def _driver_sql(dialect: Dialect) -> _DriverSql:
     """The two statements as driver SQL, built once per database kind."""
     mark = placeholder(dialect)
-    call_columns = (*_CALL_FIELDS, "updated_at")
+    call_columns = ("id", *_CALL_FIELDS, "updated_at")
+    setting = ", ".join(f"{name} = v.{name}" for name in call_columns[1:])
     leg_columns = (*_LEG_FIELDS, "call_id")
-    changing = [name for name in leg_columns if name not in ("seq", "call_id")]
+    changing = ", ".join(
+        f"{name} = excluded.{name}" for name in leg_columns if name not in ("seq", "call_id")
+    )
+    upsert_head = f"INSERT INTO legs ({', '.join(leg_columns)}) VALUES "
+    upsert_tail = f" ON CONFLICT (call_id, seq) DO UPDATE SET {changing}"
     return _DriverSql(
-        update_calls=(
-            f"UPDATE calls SET {', '.join(f'{name} = {mark}' for name in call_columns)} "
-            f"WHERE id = {mark}"
+        update_calls=RowsStatement(
+            head=f"WITH v({', '.join(call_columns)}) AS (VALUES ",
+            width=len(call_columns),
+            tail=f") UPDATE calls SET {setting} FROM v WHERE calls.id = v.id",
+            mark=mark,
+            single=(
+                f"UPDATE calls SET {', '.join(f'{name} = {mark}' for name in call_columns[1:])}"
+                f" WHERE id = {mark}"
+            ),
+            single_order=(*range(1, len(call_columns)), 0),  # the id last
         ),
-        upsert_legs=(
-            f"INSERT INTO legs ({', '.join(leg_columns)}) "
-            f"VALUES ({', '.join([mark] * len(leg_columns))}) "
-            "ON CONFLICT (call_id, seq) DO UPDATE SET "
-            f"{', '.join(f'{name} = excluded.{name}' for name in changing)}"
+        upsert_legs=RowsStatement(
+            head=upsert_head,
+            width=len(leg_columns),
+            tail=upsert_tail,
+            mark=mark,
+            single=f"{upsert_head}({', '.join([mark] * len(leg_columns))}){upsert_tail}",
         ),
         timestamp=timestamp_converter(dialect),
     )
-

@@ -29,7 +29,13 @@ from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, Session, selectinload
 
-from voiceplane.store.driver import Timestamps, placeholder, timestamp_converter
+from voiceplane.store.driver import (
+    RowsStatement,
+    Timestamps,
+    execute_rows,
+    placeholder,
+    timestamp_converter,
+)
 from voiceplane.store.models import (
     DEFAULT_STATUS_DIALECT,
     NUMBER_KINDS,
@@ -265,14 +271,14 @@ def call_row(
 
 
 def insert_calls(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Store rows made by :func:`call_row`: one executemany of plain tuples on the driver,
-    no ORM objects (this is the API's hot path; the store writer batches the rows of many
-    requests). Every row must have the keys of the first."""
+    """Store rows made by :func:`call_row` on the driver, no ORM objects (this is the API's
+    hot path; the store writer batches the rows of many requests; see
+    ``driver.execute_rows``). Every row must have the keys of the first."""
     if not rows:
         return
     connection = session.connection()
     columns = tuple(rows[0])
-    sql, timestamps = _insert_call_sql(connection.dialect, columns)
+    statement, timestamps = _insert_call_sql(connection.dialect, columns)
     stamp = Timestamps(timestamp_converter(connection.dialect))
     values = [
         tuple(
@@ -281,21 +287,25 @@ def insert_calls(session: Session, rows: list[dict[str, Any]]) -> None:
         )
         for row in rows
     ]
-    connection.exec_driver_sql(sql, values)
+    execute_rows(connection, statement, values)
 
 
 @functools.cache
-def _insert_call_sql(dialect: Dialect, columns: tuple[str, ...]) -> tuple[str, tuple[bool, ...]]:
+def _insert_call_sql(
+    dialect: Dialect, columns: tuple[str, ...]
+) -> tuple[RowsStatement, tuple[bool, ...]]:
     """The INSERT for rows with ``columns``, and which of them are timestamps."""
     table = Call.__table__.c
     unknown = [name for name in columns if name not in table]
     if unknown:
         raise ValueError(f"not columns of calls: {', '.join(unknown)}")
     mark = placeholder(dialect)
-    sql = (
-        f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-    )
-    return sql, tuple(isinstance(table[name].type, UTCDateTime) for name in columns)
+    head = f"INSERT INTO calls ({', '.join(columns)}) VALUES "
+    statement = RowsStatement(
+        head=head, width=len(columns), tail="", mark=mark,
+        single=f"{head}({', '.join([mark] * len(columns))})",
+    )  # fmt: skip
+    return statement, tuple(isinstance(table[name].type, UTCDateTime) for name in columns)
 
 
 def insert_call(
