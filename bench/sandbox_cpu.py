@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _procfs import HOST, free_port
+from sip_cps import sipp_stats
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -95,18 +96,6 @@ def numbers_file(path: Path, total: int, busy_every: int, *, first_leg: bool) ->
         lines.append(f"{number};")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def sipp_stats(path: Path) -> tuple[int, int, int]:
-    """Successful calls, failed calls and retransmissions from SIPp's last statistics line."""
-    lines = path.read_text().strip().splitlines()
-    header, last = lines[0].split(";"), lines[-1].split(";")
-    col = {name: i for i, name in enumerate(header)}
-    return (
-        int(last[col["SuccessfulCall(C)"]]),
-        int(last[col["FailedCall(C)"]]),
-        int(last[col["Retransmissions(C)"]]),
-    )
 
 
 def start_sipp(scenario: str, target: str, rate: float, total: int, numbers: Path,
