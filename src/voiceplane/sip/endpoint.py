@@ -412,9 +412,8 @@ class SipEndpoint:
         """``branch``: the top Via's, when the caller made that Via (spares parsing it)."""
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         tx = cls(request, destination, outbox=self._outbox, timers=self.timers,
-                 values=self.timer_values, on_terminated=self._client_done)  # fmt: skip
-        if branch is not None:
-            tx._branch = branch
+                 values=self.timer_values, on_terminated=self._client_done,
+                 branch=branch)  # fmt: skip
         tx.owner = owner
         tx.key = (tx.branch, request.method)
         self._client[tx.key] = tx

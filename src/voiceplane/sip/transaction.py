@@ -191,6 +191,7 @@ class _Transaction:
         timers: TimerQueue,
         values: TimerValues,
         on_terminated: Callable[[_Transaction], None],
+        branch: str | None = None,
     ) -> None:
         self.request = request
         self.peer = peer
@@ -205,7 +206,7 @@ class _Transaction:
         self._interval = values.t1
         self.owner: object = None  # the leg this transaction works for, if any
         self.key: tuple[str, ...] = ()  # where the endpoint files it
-        self._branch: str | None = None
+        self._branch = branch  # None: read from the top Via when first asked
 
     @property
     def branch(self) -> str:
@@ -259,9 +260,11 @@ class ClientTransaction(_Transaction):
         timers: TimerQueue,
         values: TimerValues,
         on_terminated: Callable[[_Transaction], None],
+        branch: str | None = None,
     ) -> None:
+        """``branch``: the top Via's, when the caller made that Via (spares parsing it)."""
         super().__init__(request, peer, outbox=outbox, timers=timers, values=values,
-                         on_terminated=on_terminated)  # fmt: skip
+                         on_terminated=on_terminated, branch=branch)  # fmt: skip
         self.data = request.encode()
         self.last_response: Response | None = None
         self._ack_data = b""
