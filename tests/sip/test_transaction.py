@@ -176,7 +176,10 @@ def test_non_2xx_final_is_acked_and_timer_d_absorbs_retransmissions() -> None:
     h.run_until(1.0)
     h.call(1.0, tx.receive, busy)
     assert tx.state is TxState.COMPLETED
-    assert [type(e) for e in h.events()] == [ResponseReceived, ResponseReceived]
+    events = h.events()
+    assert [type(e) for e in events] == [ResponseReceived, ResponseReceived]
+    assert events[-1].response is busy  # type: ignore[attr-defined]
+    assert tx.last_response is None  # gone up to the TU; not held for the 32 s of timer D
     assert h.times("ACK") == [1.0]
     # the retransmitted final during timer D is ACKed again, and not passed up
     h.run_until(20.0)
@@ -214,6 +217,7 @@ def test_2xx_goes_up_every_time_and_timer_m_ends_the_transaction() -> None:
     ok = response(request, 200, "OK")
     h.call(2.0, tx.receive, ok)
     assert tx.state is TxState.ACCEPTED
+    assert tx.last_response is None  # not held for the 32 s of timer M
     h.call(2.5, tx.receive, ok)  # retransmitted 2xx: the TU must ACK it again
     h.call(2.6, tx.receive, response(request, 486))  # a non-2xx after a 2xx is dropped
     assert [type(e) for e in h.events()] == [ResponseReceived, ResponseReceived]

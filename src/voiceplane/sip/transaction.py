@@ -266,7 +266,7 @@ class ClientTransaction(_Transaction):
         super().__init__(request, peer, outbox=outbox, timers=timers, values=values,
                          on_terminated=on_terminated, branch=branch)  # fmt: skip
         self.data = request.encode()
-        self.last_response: Response | None = None
+        self.last_response: Response | None = None  # an INVITE's: only while it rings
         self._ack_data = b""
 
     def start(self, now: float) -> None:
@@ -319,7 +319,11 @@ class ClientInviteTransaction(ClientTransaction):
             for timer in (self._retransmit, self._timeout):
                 if timer is not None:
                     timer.cancel()
-        self.last_response = response
+            self._retransmit = self._timeout = None  # not kept for the lingering 32 s
+        # Kept while it rings only: after a final response the transaction lingers 32 s
+        # (timers D, M) just to absorb retransmissions, and holding the response (a dozen
+        # live objects) that long made every pass of the cyclic collector longer.
+        self.last_response = response if event is TxInput.PROVISIONAL else None
         if event is TxInput.FAILURE:
             self._ack_data = build_non2xx_ack(self.request, response).encode()
             self._outbox.send(self._ack_data, self.peer)
