@@ -70,15 +70,14 @@ _SQLITE_MAX_VARIABLES: Final = 32_766
 @dataclass(frozen=True, slots=True)
 class RowsStatement:
     """A statement applied to many rows of parameters: ``head`` + one ``(?, ...)`` per row +
-    ``tail``. ``single`` is the same statement for one row at a time (an executemany), with
-    ``single_order`` picking a row's values in the order its marks want them."""
+    ``tail``. ``single`` is the same statement for one row at a time (an executemany), its
+    marks in the same order."""
 
     head: str
     width: int  # parameters per row
     tail: str
     mark: str
     single: str
-    single_order: tuple[int, ...] | None = None
 
     def sql_for(self, rows: int) -> str:
         one = f"({', '.join([self.mark] * self.width)})"
@@ -99,9 +98,7 @@ def execute_rows(
     if not rows:
         return
     if connection.dialect.name != "sqlite":
-        order = statement.single_order
-        values = rows if order is None else [tuple(row[i] for i in order) for row in rows]
-        connection.exec_driver_sql(statement.single, values)
+        connection.exec_driver_sql(statement.single, rows)
         return
     per_statement = max(1, _SQLITE_MAX_VARIABLES // statement.width)
     for start in range(0, len(rows), per_statement):

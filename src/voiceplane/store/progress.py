@@ -101,10 +101,10 @@ def save_many(session: Session, snapshots: Sequence[CallProgress]) -> None:
     newest = {snap.call_id: snap for snap in snapshots}
     call_rows = [
         (
-            snap.call_id, snap.state, snap.status, snap.reason, stamp(snap.start_time),
+            snap.state, snap.status, snap.reason, stamp(snap.start_time),
             stamp(snap.answer_time), stamp(snap.end_time), snap.duration, snap.billsec,
             snap.attempts, stamp(snap.scheduled_at), snap.decided_by_rule, snap.keypress,
-            snap.recording, now,
+            snap.recording, now, snap.call_id,
         )
         for snap in newest.values()
     ]  # fmt: skip
@@ -134,8 +134,8 @@ class _DriverSql:
 def _driver_sql(dialect: Dialect) -> _DriverSql:
     """The two statements as driver SQL, built once per database kind."""
     mark = placeholder(dialect)
-    call_columns = ("id", *_CALL_FIELDS, "updated_at")
-    setting = ", ".join(f"{name} = v.{name}" for name in call_columns[1:])
+    changed = (*_CALL_FIELDS, "updated_at")
+    call_columns = (*changed, "id")  # the id last, as the single-row UPDATE wants it too
     leg_columns = (*_LEG_FIELDS, "call_id")
     changing = ", ".join(
         f"{name} = excluded.{name}" for name in leg_columns if name not in ("seq", "call_id")
@@ -146,13 +146,15 @@ def _driver_sql(dialect: Dialect) -> _DriverSql:
         update_calls=RowsStatement(
             head=f"WITH v({', '.join(call_columns)}) AS (VALUES ",
             width=len(call_columns),
-            tail=f") UPDATE calls SET {setting} FROM v WHERE calls.id = v.id",
+            tail=(
+                f") UPDATE calls SET {', '.join(f'{name} = v.{name}' for name in changed)} "
+                "FROM v WHERE calls.id = v.id"
+            ),
             mark=mark,
             single=(
-                f"UPDATE calls SET {', '.join(f'{name} = {mark}' for name in call_columns[1:])}"
-                f" WHERE id = {mark}"
+                f"UPDATE calls SET {', '.join(f'{name} = {mark}' for name in changed)} "
+                f"WHERE id = {mark}"
             ),
-            single_order=(*range(1, len(call_columns)), 0),  # the id last
         ),
         upsert_legs=RowsStatement(
             head=upsert_head,
