@@ -155,9 +155,80 @@ async def test_an_urgent_item_does_not_wait_for_the_linger(
         lazy = writer.submit_item(_insert_names, "later")
         await asyncio.sleep(0.2)
         assert not lazy.done()  # still lingering for company
-        # An urgent item cuts the linger short, for what waits with it too.
+        # An urgent item cuts the linger short, for what waits with it too: that goes
+        # right after it, without lingering again.
         await asyncio.wait_for(writer.submit_item(_insert_names, "hurry", urgent=True), 2.0)
-        assert lazy.done()
+        await asyncio.wait_for(lazy, 1.0)
     finally:
         await writer.stop()
     assert _names(factory) == ["hurry", "later", "now"]
+
+
+async def test_an_urgent_item_goes_ahead_of_a_running_batch_which_keeps_its_order(
+    factory: sessionmaker[Session],
+) -> None:
+    """A batch stops at its next job when an urgent item waits: the urgent item commits
+    next, then the rest of the batch in its order, before anything submitted later."""
+    loop = asyncio.get_running_loop()
+    gate = loop.create_future()
+    order: list[str] = []
+
+    def step(name: str, hold: bool = False) -> object:
+        def job(session: Session) -> None:
+            if hold:  # keep the batch running until the urgent item is queued
+                asyncio.run_coroutine_threadsafe(_wait(gate), loop).result(timeout=5)
+            order.append(name)
+            repo.create_account(session, name=name)
+
+        return job
+
+    def urgent(session: Session, names: list[str]) -> None:
+        order.extend(names)
+        _insert_names(session, names)
+
+    writer = StoreWriter(factory, linger_s=0.05)
+    writer.start()
+    try:
+        batch = [writer.submit(step("first", hold=True))]
+        batch += [writer.submit(step(f"then{i}")) for i in range(3)]
+        await asyncio.sleep(0.1)  # the four are one batch, held in its first job
+        hurry = writer.submit_item(urgent, "hurry", urgent=True)
+        later = writer.submit(step("later"))
+        gate.set_result(None)
+        await asyncio.wait_for(asyncio.gather(*batch, hurry, later), 5.0)
+    finally:
+        await writer.stop()
+    assert order == ["first", "hurry", "then0", "then1", "then2", "later"]
+    assert writer.jobs == 6
+    assert _names(factory) == sorted(order)
+
+
+async def test_a_cut_batch_that_fails_later_keeps_what_was_committed(
+    factory: sessionmaker[Session],
+) -> None:
+    """The rest of a cut batch is a transaction of its own: its bad job fails alone."""
+    loop = asyncio.get_running_loop()
+    gate = loop.create_future()
+
+    def held(session: Session) -> None:
+        asyncio.run_coroutine_threadsafe(_wait(gate), loop).result(timeout=5)
+        repo.create_account(session, name="held")
+
+    def broken(session: Session) -> None:
+        raise ValueError("bad job")
+
+    writer = StoreWriter(factory, linger_s=0.05)
+    writer.start()
+    try:
+        first = writer.submit(held)
+        bad = writer.submit(broken)
+        good = writer.submit(_add_account("good"))
+        await asyncio.sleep(0.1)
+        hurry = writer.submit_item(_insert_names, "hurry", urgent=True)
+        gate.set_result(None)
+        results = await asyncio.gather(first, bad, good, hurry, return_exceptions=True)
+    finally:
+        await writer.stop()
+    kinds = [type(result).__name__ for result in results]
+    assert kinds == ["NoneType", "ValueError", "str", "NoneType"]
+    assert _names(factory) == ["good", "held", "hurry"]

@@ -118,7 +118,7 @@ class Backend:
     async def insert_call(self, row: dict[str, Any]) -> str:
         """Store a new call row (``repository.call_row``); returns its id once durable."""
         if self.writer is not None:
-            # urgent: the client waits for this commit; the batch does not linger
+            # urgent: the client waits for this commit; it goes ahead of the engine's writes
             await self.writer.submit_item(repository.insert_calls, row, urgent=True)
         else:
             await run_in_threadpool(self._write_now, lambda s: repository.insert_calls(s, [row]))

@@ -16,8 +16,8 @@ from .writer import StoreWriter
 
 # How long the writer waits for more work before a transaction: every commit is an fsync on
 # SQLite, so under load fewer, larger transactions cost far less CPU and disk. A write an API
-# client waits for (a new call) is urgent and starts its batch at once: lingering had every
-# POST wait these 5 ms first (their median at 100 click-to-calls/s).
+# client waits for (a new call) is urgent and goes ahead in a batch of its own at once:
+# lingering had every POST wait these 5 ms first (their median at 100 click-to-calls/s).
 WRITER_LINGER_S = 0.005
 
 

@@ -12,6 +12,13 @@ knows the data is durable (a callback is sent only after the status it reports i
 If a batch fails, it is rolled back and its jobs are retried one per transaction, so one bad
 job fails alone and the others still land.
 
+A client waiting on a write (an API request storing a new call: an ``urgent`` item) does
+not wait for the engine's work queued before it. Urgent items are taken ahead of the queue
+in a transaction of their own, and a batch that is running when one arrives stops at its
+next job or kind of item, commits what it applied, and leaves the rest for right after
+the urgent ones. The rest keeps its order, and nothing new is taken before it, so only
+the urgent items move ahead: they insert new calls, which nothing queued refers to.
+
 Batches run in a thread of their own. Under load that thread waits for the GIL at every
 row (SQLite's driver gives it up around each step), so a busy batch can take tens of
 milliseconds, which the API requests in it wait too. Running the statements in the event
@@ -80,6 +87,8 @@ class StoreWriter:
         self._order: list[object] = []  # keys in submission order; anonymous jobs get a token
         self._pending: dict[object, _Pending] = {}
         self._urgent = 0  # pending urgent jobs
+        self._carry: list[_Pending] = []  # the rest of a batch cut short for urgent items
+        self._flush = False  # take what is pending without lingering (it waited already)
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,8 +122,10 @@ class StoreWriter:
         instead of a statement each); they are applied after the batch's plain jobs. If
         ``apply`` returns a list, the future of each item resolves to its entry.
 
-        ``urgent``: a client is waiting for this write (an API request), so the next batch
-        starts at once instead of lingering for more work.
+        ``urgent``: a client is waiting for this write (an API request). It is applied
+        ahead of everything queued, in a transaction of its own that starts at once (a
+        running batch stops early for it), so it must not depend on any write queued before
+        it: a new row that nothing pending refers to.
         """
         return self._queue(None, (apply, item), key, urgent)
 
@@ -154,11 +165,16 @@ class StoreWriter:
 
     def _take(self) -> list[_Pending] | None:
         with self._lock:
-            while not self._order and not self._stopping:
+            while not self._order and not self._carry and not self._stopping:
                 self._lock.wait()
+            if self._urgent:
+                return self._take_urgent()
+            if self._carry:
+                batch, self._carry = self._carry, []
+                return batch
             if not self._order:
                 return None
-            if self._linger_s and not self._urgent:
+            if self._linger_s and not self._flush:
                 # Let more work arrive: a transaction costs about the same for 1 job or 100.
                 deadline = time.monotonic() + self._linger_s
                 while not self._stopping and len(self._order) < self._max_batch \
@@ -167,11 +183,22 @@ class StoreWriter:
                     if left <= 0:
                         break
                     self._lock.wait(left)
+                if self._urgent:
+                    return self._take_urgent()
+            self._flush = False
             tokens = self._order[: self._max_batch]
             del self._order[: self._max_batch]
-            batch = [self._pending.pop(token) for token in tokens]
-            self._urgent -= sum(item.urgent for item in batch)
-            return batch
+            return [self._pending.pop(token) for token in tokens]
+
+    def _take_urgent(self) -> list[_Pending]:
+        """The pending urgent items, out of the queue (called holding the lock)."""
+        urgent = [token for token in self._order if self._pending[token].urgent]
+        del urgent[self._max_batch :]
+        chosen = set(urgent)
+        self._order = [token for token in self._order if token not in chosen]
+        self._urgent -= len(urgent)
+        self._flush = bool(self._order)  # what lingered with them goes next, at once
+        return [self._pending.pop(token) for token in urgent]
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
@@ -179,38 +206,59 @@ class StoreWriter:
 
     def _process(self, batch: list[_Pending]) -> None:
         self.batches += 1
-        self.jobs += len(batch)
         try:
             with self._sessions.begin() as session:
-                results = self._apply(session, batch)
+                applied, results, rest = self._apply(session, batch)
         except Exception:
             log.warning("a batch of %d store writes failed; retrying one by one", len(batch))
+            self.jobs += len(batch)
             for item in batch:
                 self._run_alone(item)
             return
+        if rest:  # ahead of an earlier batch's rest, if this batch went before that
+            self._carry = rest + self._carry
+        self.jobs += len(applied)
         # One wake-up of the loop for the whole batch, not one per waiter: each costs a
         # write to the loop's self-pipe and a turn of the loop.
         settled = [
-            (waiter, result) for item, result in zip(batch, results, strict=True)
+            (waiter, result) for item, result in zip(applied, results, strict=True)
             for waiter in item.waiters
         ]  # fmt: skip
         loop = self._loop
         assert loop is not None
         loop.call_soon_threadsafe(_settle_all, settled)
 
-    @staticmethod
-    def _apply(session: Session, batch: list[_Pending]) -> list[Any]:
-        results = [None if item.job is None else item.job(session) for item in batch]
-        groups: dict[BulkApply, list[tuple[int, Any]]] = {}
-        for index, item in enumerate(batch):
+    def _apply(
+        self, session: Session, batch: list[_Pending]
+    ) -> tuple[list[_Pending], list[Any], list[_Pending]]:
+        """Apply ``batch``: its plain jobs in order, then its items, one call per kind.
+
+        When an urgent item is waiting, stop before the next job or kind. Returns what was
+        applied, in the order applied, with its results, and the rest, unapplied, in the
+        order it is to be applied.
+        """
+        steps: list[tuple[BulkApply | None, list[_Pending]]] = [
+            (None, [item]) for item in batch if item.job is not None
+        ]
+        groups: dict[BulkApply, list[_Pending]] = {}
+        for item in batch:
             if item.bulk is not None:
-                groups.setdefault(item.bulk[0], []).append((index, item.bulk[1]))
-        for apply, entries in groups.items():
-            answers = apply(session, [entry for _index, entry in entries])
-            if answers is not None:
-                for (index, _entry), answer in zip(entries, answers, strict=True):
-                    results[index] = answer
-        return results
+                groups.setdefault(item.bulk[0], []).append(item)
+        steps.extend(groups.items())
+        applied: list[_Pending] = []
+        results: list[Any] = []
+        for index, (apply, items) in enumerate(steps):
+            if index and self._urgent:
+                return applied, results, [item for _apply, rest in steps[index:] for item in rest]
+            if apply is None:
+                job = items[0].job
+                assert job is not None
+                results.append(job(session))
+            else:
+                answers = apply(session, [item.bulk[1] for item in items if item.bulk])
+                results.extend([None] * len(items) if answers is None else answers)
+            applied.extend(items)
+        return applied, results, []
 
     def _run_alone(self, item: _Pending) -> None:
         try:
