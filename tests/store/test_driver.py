@@ -16,6 +16,7 @@ from voiceplane.store.driver import (
     execute_rows,
     sqlite_text,
     timestamp_converter,
+    timestamps_for,
 )
 from voiceplane.store.models import Call
 
@@ -60,6 +61,27 @@ def test_timestamps_convert_each_distinct_value_once() -> None:
     assert stamp(now) == stamp(now) == now.isoformat()
     assert stamp(None) is None
     assert seen == [now]
+
+
+def test_timestamps_forget_everything_at_their_limit_and_convert_again() -> None:
+    seen: list[datetime] = []
+
+    def convert(value: datetime) -> str:
+        seen.append(value)
+        return value.isoformat()
+
+    stamp = Timestamps(convert, limit=2)
+    first, second, third = (datetime(2026, 1, day, tzinfo=UTC) for day in (1, 2, 3))
+    for value in (first, second, first, third, first):
+        assert stamp(value) == value.isoformat()
+    assert seen == [first, second, third, first]  # the third value came with two remembered
+
+
+def test_one_timestamps_per_database_kind() -> None:
+    dialect = sqlite.dialect()
+    assert timestamps_for(dialect) is timestamps_for(dialect)
+    moment = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert timestamps_for(dialect)(moment) == sqlite_text(moment)
 
 
 def test_rows_past_the_parameter_limit_go_in_several_statements() -> None:

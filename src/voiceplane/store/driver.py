@@ -8,6 +8,7 @@ are stored as the column type stores them, so the text is the same as the ORM's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,10 +49,18 @@ def _as_is(value: datetime) -> datetime:
 
 
 class Timestamps:
-    """Converts datetimes for the driver, each distinct value once (a batch shares a few)."""
+    """Converts datetimes for the driver, each distinct value once while it is remembered.
 
-    def __init__(self, convert: Callable[[datetime], Any]) -> None:
+    One per database kind lives as long as the process (:func:`timestamps_for`): a call's
+    timestamps are written again with each snapshot of it (five or so a click-to-call), and
+    converting them afresh each time was a few per cent of serve's CPU under load. It
+    forgets everything once it holds ``limit`` values, which keeps it small; a value
+    forgotten is merely converted again.
+    """
+
+    def __init__(self, convert: Callable[[datetime], Any], *, limit: int = 50_000) -> None:
         self._convert = convert
+        self._limit = limit
         self._seen: dict[datetime, Any] = {}
 
     def __call__(self, value: datetime | None) -> Any:
@@ -59,8 +68,16 @@ class Timestamps:
             return None
         converted = self._seen.get(value)
         if converted is None:
+            if len(self._seen) >= self._limit:
+                self._seen.clear()
             converted = self._seen[value] = self._convert(value)
         return converted
+
+
+@functools.cache
+def timestamps_for(dialect: Dialect) -> Timestamps:
+    """The process's :class:`Timestamps` for ``dialect``'s driver."""
+    return Timestamps(timestamp_converter(dialect))
 
 
 # SQLite's default limit on a statement's parameters (since 3.32).

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
-from .driver import Timestamps, placeholder, timestamp_converter
+from .driver import placeholder, timestamps_for
 from .models import (
     OUTBOX_KINDS,
     OUTBOX_METHODS,
@@ -137,7 +137,6 @@ class _DriverSql:
     insert_outbox: str
     insert_attempts: str
     finish_attempts: str
-    timestamp: Callable[[datetime], Any]  # a UTC datetime as the driver takes it
 
 
 @functools.cache
@@ -162,7 +161,6 @@ def _driver_sql(dialect: Dialect) -> _DriverSql:
             f"next_attempt_at = COALESCE({mark}, next_attempt_at), delivered_at = {mark}, "
             f"given_up_at = {mark}, last_error = {mark} WHERE id = {mark} AND {pending}"
         ),
-        timestamp=timestamp_converter(dialect),
     )
 
 
@@ -272,7 +270,7 @@ def enqueue_many(
         last[call_id] = number
         written.append(Written(tuple(messages), tuple(leased)))
     sql = _driver_sql(connection.dialect)
-    stamp = Timestamps(sql.timestamp)
+    stamp = timestamps_for(connection.dialect)
     _executemany(
         connection, sql.insert_outbox,
         [(*row[:9], stamp(row[9]), stamp(row[10]), row[11]) for row in rows],
@@ -460,7 +458,7 @@ def record_results(session: Session, results: Sequence[AttemptResult]) -> None:
         return
     connection = session.connection()
     sql = _driver_sql(connection.dialect)
-    stamp = Timestamps(sql.timestamp)
+    stamp = timestamps_for(connection.dialect)
     _executemany(
         connection, sql.insert_attempts,
         [(result.message_id, stamp(result.at), result.http_status, result.error,

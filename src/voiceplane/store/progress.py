@@ -11,15 +11,14 @@ Plain SQL on the driver rather than the ORM or Core: this is the engine's hot pa
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from .driver import RowsStatement, Timestamps, execute_rows, placeholder, timestamp_converter
+from .driver import RowsStatement, execute_rows, placeholder, timestamps_for
 from .models import utcnow
 
 
@@ -94,7 +93,7 @@ def save_many(session: Session, snapshots: Sequence[CallProgress]) -> None:
         return
     connection = session.connection()
     sql = _driver_sql(connection.dialect)
-    stamp = Timestamps(sql.timestamp)
+    stamp = timestamps_for(connection.dialect)
     now = stamp(utcnow())
     # The newest snapshot of each call (a reported call keeps every save, so a batch may
     # hold several): one row per call, as an UPDATE ... FROM needs.
@@ -127,7 +126,6 @@ def save_many(session: Session, snapshots: Sequence[CallProgress]) -> None:
 class _DriverSql:
     update_calls: RowsStatement
     upsert_legs: RowsStatement
-    timestamp: Callable[[datetime], Any]  # a UTC datetime as the driver takes it
 
 
 @functools.cache
@@ -163,5 +161,4 @@ def _driver_sql(dialect: Dialect) -> _DriverSql:
             mark=mark,
             single=f"{upsert_head}({', '.join([mark] * len(leg_columns))}){upsert_tail}",
         ),
-        timestamp=timestamp_converter(dialect),
     )

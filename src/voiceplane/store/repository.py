@@ -31,10 +31,9 @@ from sqlalchemy.orm import Mapped, Session, selectinload
 
 from voiceplane.store.driver import (
     RowsStatement,
-    Timestamps,
     execute_rows,
     placeholder,
-    timestamp_converter,
+    timestamps_for,
 )
 from voiceplane.store.models import (
     DEFAULT_STATUS_DIALECT,
@@ -279,7 +278,7 @@ def insert_calls(session: Session, rows: list[dict[str, Any]]) -> None:
     connection = session.connection()
     columns = tuple(rows[0])
     statement, timestamps = _insert_call_sql(connection.dialect, columns)
-    stamp = Timestamps(timestamp_converter(connection.dialect))
+    stamp = timestamps_for(connection.dialect)
     values = [
         tuple(
             stamp(row[name]) if is_time else row[name]
