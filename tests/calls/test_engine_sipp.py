@@ -27,6 +27,7 @@ RINGS = "+919876500000"
 RINGS_TOO = "+919876510000"
 ANSWERS = "+919876500111"
 HANGS_UP = "+919876500222"
+LEAVES_AT_BRIDGE = "+919876500333"
 
 
 def port_of(sdp: str) -> int:
@@ -251,6 +252,26 @@ async def test_click_to_call_both_answer_and_each_gets_the_others_sdp(tmp_path: 
     assert port_of(reinvite.body) == 6222  # the agent got the customer's media
     assert reinvite.call_id == first.call_id  # in the agent's dialog
     assert "s=party-222" in reinvite.body
+
+
+async def test_click_to_call_agent_hangs_up_as_the_customer_is_connected(
+    tmp_path: Path,
+) -> None:
+    """The agent's BYE crosses the re-INVITE that would connect the customer (who answered):
+    the two never talked, so it is the agent giving up, like a 200 crossing a CANCEL."""
+    record, result = await _call_and_wait(
+        tmp_path, 2,
+        lambda running: running.click_to_call(**{"from": LEAVES_AT_BRIDGE, "to": ANSWERS}),
+    )  # fmt: skip
+    result.assert_ok(calls=2)
+    assert record["status"] == "CANCEL"
+    agent, customer = leg(record, LEAVES_AT_BRIDGE), leg(record, ANSWERS)
+    assert (agent["status"], agent["hangup_by"]) == ("ANSWER", "callee")
+    assert (customer["status"], customer["hangup_by"]) == ("ANSWER", "other-leg")
+    invites = result.received("INVITE")
+    assert len(invites) == 3 and port_of(invites[2].body) == 6111  # the re-INVITE was sent
+    assert len(result.received("BYE")) == 1  # ours, to the customer
+    assert len(result.received("ACK")) == 3  # the two 200s, and the 481
 
 
 async def test_click_to_call_parallel_customers_second_answers_first(tmp_path: Path) -> None:

@@ -118,16 +118,21 @@ async def _bridge(
         return status, f"leg 2: {second.verdict.explanation}"
 
     customer, customer_track = second.call, second.track
-    connected = await _connect(agent, customer)
+    connected, agent_left = await _connect(agent, customer)
     if connected is not None:
         tracker.set_state("answered")
         ending = await _until_either_ends(agent, customer, cancel, max_talk_s)
     else:
-        ending = None
+        ending = agent if agent_left else None
     verdicts = await _end_both(
         (agent, agent_track), (customer, customer_track), ending, cancel, to_wall,
         tracker.cancelled_by,
     )
+    if agent_left:
+        # The agent hung up as the customer answered, before the two were connected: the
+        # originator gave up, as when the customer's 200 crosses our CANCEL.
+        status = click_to_call_status(verdicts[0], verdicts[1], leg1_hung_up_while_leg2_rang=True)
+        return status, "leg 1 hung up as leg 2 answered"
     if connected is None:
         failure = platform_failure("the agent's phone refused the customer's media")
         return click_to_call_status(verdicts[0], failure), failure.explanation
@@ -162,14 +167,24 @@ async def _to_flow(
     return Status.ANSWER, f"leg 1 connected to flow {flow.flow_id}; {how(result)}"
 
 
-async def _connect(agent: OutboundCall, customer: OutboundCall) -> bytes | None:
-    """Re-INVITE the agent with the customer's SDP; the agent's new answer, or None."""
+async def _connect(agent: OutboundCall, customer: OutboundCall) -> tuple[bytes | None, bool]:
+    """Re-INVITE the agent with the customer's SDP: the agent's new answer (None when it
+    was refused or not sent), and whether the agent had hung up by then.
+
+    The agent may hang up while the customer's 200 is on its way (its BYE then arrived
+    first) or while the re-INVITE is (the BYE crosses it, and the re-INVITE gets 481: the
+    dialog is gone, RFC 5057); neither is the agent refusing the customer's media.
+    """
+    if agent.outcome is not None:
+        return None, True
     try:
         offer = under_origin(customer.remote_sdp, agent.leg.local_sdp)
     except SipParseError:  # the customer's answer was not usable SDP
-        return None
+        return None, False
     status, answer = await agent.reinvite(offer)
-    return answer if 200 <= status < 300 else None
+    if 200 <= status < 300:
+        return answer, False
+    return None, agent.outcome is not None or status == 481
 
 
 async def _until_either_ends(
