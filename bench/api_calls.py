@@ -355,6 +355,8 @@ async def run(args: argparse.Namespace) -> int:
                 args.logs.mkdir(parents=True, exist_ok=True)
                 for log in ("serve.log", "sandbox.log"):
                     shutil.copy(Path(tmp) / log, args.logs / log)
+                # The store too: the legs of a call with a wrong status say what happened.
+                shutil.copytree(Path(tmp) / "data", args.logs / "data", dirs_exist_ok=True)
     print(
         "ceiling: SIPp against SIPp reaches about 15,000 one-leg calls/s here "
         "(bench/sip_cps.py); a click-to-call is two legs plus a re-INVITE."
@@ -367,7 +369,7 @@ def main() -> int:
     parser.add_argument("--service", choices=["click2call", "outbound", "both"], default="both")
     parser.add_argument("--rates", default="25,50,100,150,200,300")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--logs", type=Path, help="copy serve's and sandbox's logs here")
+    parser.add_argument("--logs", type=Path, help="copy serve's and sandbox's logs and the store here")
     parser.add_argument(
         "--profile", type=Path,
         help="py-spy serve and the sandbox during each step; collapsed stacks into this folder",
