@@ -288,6 +288,17 @@ def test_account_create_uses_the_data_directory_by_default(
     assert (tmp_path / "data" / "voiceplane.db").is_file()
 
 
+def test_number_add_takes_as_many_channels_as_the_api_allows(store_env: str) -> None:
+    sid = new_account()["sid"]
+
+    result = invoke(
+        "number", "add", "+918067000002", "--account", sid, "--channels", "100000", "--json"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["channels"] == 100_000
+
+
 def test_number_add_registers_an_e164_number(store_env: str) -> None:
     sid = new_account()["sid"]
 
@@ -317,6 +328,7 @@ def test_number_add_registers_an_e164_number(store_env: str) -> None:
         (["8067000001"], 2, "no country code"),
         (["+918067000001", "--kind", "mobile"], 2, "mobile"),
         (["+918067000001", "--channels", "-1"], 2, "channels"),
+        (["+918067000001", "--channels", "100001"], 2, "channels"),
         (["+918067000001", "--account", "VPnobody"], 1, "no account 'VPnobody'"),
     ],
 )

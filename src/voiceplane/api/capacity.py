@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session
 from voiceplane.api import body
 from voiceplane.api.deps import ApiKeyHeader, BackendDep, authenticate, number_in_path
 from voiceplane.api.errors import InvalidInput
+from voiceplane.policy.capacity import MAX_CHANNELS
 from voiceplane.store import repository
 from voiceplane.store.models import Account
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_CHANNELS: Final = 100_000
 MAX_CPS: Final = 10_000.0
 
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {

@@ -25,6 +25,7 @@ from voiceplane.api.phone import NumberError, parse_prefix, to_e164
 from voiceplane.calls.status import Status
 from voiceplane.config import ConfigError, load_config
 from voiceplane.console.options import EXIT_USAGE_ERROR, ConfigOption, console, fail
+from voiceplane.policy.capacity import MAX_CHANNELS
 from voiceplane.store import repository
 from voiceplane.store.db import create_engine_for, migrate, session_factory
 from voiceplane.store.models import Account, Call
@@ -106,7 +107,7 @@ def add_number(
         NumberKind, typer.Option(help="bridge: shown as the caller; did: receives calls.")
     ] = NumberKind.BRIDGE,
     channels: Annotated[
-        int, typer.Option(min=0, max=10_000, help="Calls it may carry at once.")
+        int, typer.Option(min=0, max=MAX_CHANNELS, help="Calls it may carry at once.")
     ] = 10,
     prefix: Annotated[
         str | None,

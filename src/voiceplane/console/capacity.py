@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from voiceplane.api.phone import NumberError, to_e164
 from voiceplane.console.admin import AccountOption, JsonOption, open_store
 from voiceplane.console.options import EXIT_USAGE_ERROR, ConfigOption, console, fail
+from voiceplane.policy.capacity import MAX_CHANNELS
 from voiceplane.store import repository
 from voiceplane.store.models import Account
 
@@ -25,7 +26,7 @@ def account_capacity(
     channels: Annotated[
         int | None,
         typer.Option(
-            min=0, max=100_000, help="Calls of the account up at once.", show_default=False
+            min=0, max=MAX_CHANNELS, help="Calls of the account up at once.", show_default=False
         ),
     ] = None,
     unlimited: Annotated[
@@ -74,7 +75,7 @@ def account_capacity(
 def number_channels(
     number: Annotated[str, typer.Argument(help="The number, +<country code><number>.")],
     channels: Annotated[
-        int, typer.Argument(min=0, max=100_000, help="Calls it may carry at once (0: none).")
+        int, typer.Argument(min=0, max=MAX_CHANNELS, help="Calls it may carry at once (0: none).")
     ],
     as_json: JsonOption = False,
     config: ConfigOption = None,

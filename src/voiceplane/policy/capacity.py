@@ -47,6 +47,9 @@ from voiceplane.store.repository import DUE_ORDER, due_conditions
 
 from .rate import RateLimits
 
+# The highest channel limit that may be set on a number or an account (API and CLI alike).
+MAX_CHANNELS: Final = 100_000
+
 BRIDGE_RULE: Final = "capacity.bridge"
 ACCOUNT_RULE: Final = "capacity.account"
 DEFAULT_QUEUE_TIMEOUT_S: Final = 300
