@@ -17,9 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from click.testing import Result
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.support.sipp import SippClient, Transport, requires_sipp
 from voiceplane import __version__, cli

@@ -50,8 +50,8 @@ def test_a_new_leg_is_told_when_it_appears() -> None:
 
 
 def test_phases_follow_the_times() -> None:
-    assert [leg_phase(leg(**t)) for t in ({}, {"ring_time": 1}, {"answer_time": 1},
-                                          {"end_time": 1})] == [
+    assert [leg_phase({**leg(), **t}) for t in ({}, {"ring_time": 1}, {"answer_time": 1},
+                                                {"end_time": 1})] == [
         "dialing", "ringing", "answered", "ended"
     ]  # fmt: skip
     assert describe_leg(leg(end_time="t")) == "leg 1 +919812345678: ended"
