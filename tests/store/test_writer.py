@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from voiceplane.store.models import Account
 from voiceplane.store.writer import StoreWriter, WriterStopped
 
 
-def _add_account(name: str) -> object:
+def _add_account(name: str) -> Callable[[Session], str]:
     def job(session: Session) -> str:
         account, _key = repo.create_account(session, name=name)
         return account.sid
@@ -173,7 +174,7 @@ async def test_an_urgent_item_goes_ahead_of_a_running_batch_which_keeps_its_orde
     gate = loop.create_future()
     order: list[str] = []
 
-    def step(name: str, hold: bool = False) -> object:
+    def step(name: str, hold: bool = False) -> Callable[[Session], None]:
         def job(session: Session) -> None:
             if hold:  # keep the batch running until the urgent item is queued
                 asyncio.run_coroutine_threadsafe(_wait(gate), loop).result(timeout=5)
