@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -81,9 +81,9 @@ def _reports(sessions: sessionmaker[Session], call_id: str) -> list[outbox.Callb
         return outbox.attempts_for(session, call_id=call_id)
 
 
-async def _until(condition: object, timeout: float = 15) -> None:
+async def _until(condition: Callable[[], bool], timeout: float = 15) -> None:
     async with asyncio.timeout(timeout):
-        while not condition():  # type: ignore[operator]
+        while not condition():
             await asyncio.sleep(0.02)
 
 
@@ -92,7 +92,9 @@ async def test_signed_callbacks_arrive_in_sequence_order_per_call(
 ) -> None:
     account_id, call_ids = _calls(sessions, 3)
     now = utcnow()
-    record = {"id": "X", "status": None, "legs": [], "to": "+1 2", "custom": "a&b"}
+    record: dict[str, object] = {
+        "id": "X", "status": None, "legs": [], "to": "+1 2", "custom": "a&b"
+    }
     legacy_url = receiver.url("/legacy?id={id}&to={to}&custom={custom}")
     for call_id in call_ids:
         _enqueue(
@@ -143,7 +145,7 @@ async def test_signed_callbacks_arrive_in_sequence_order_per_call(
 async def test_500s_and_timeouts_are_retried_with_the_same_webhook_id(
     sessions: sessionmaker[Session], receiver: Receiver
 ) -> None:
-    answers = iter([500, "slow", 503])
+    answers: Iterator[int | str] = iter([500, "slow", 503])
 
     async def respond(request: Request) -> int:
         answer = next(answers, 204)
