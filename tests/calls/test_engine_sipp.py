@@ -36,7 +36,7 @@ def port_of(sdp: str) -> int:
 
 
 def leg(record: dict[str, Any], number: str) -> dict[str, Any]:
-    found = [leg for leg in record["legs"] if leg["number"] == number]
+    found: list[dict[str, Any]] = [leg for leg in record["legs"] if leg["number"] == number]
     assert len(found) == 1, record["legs"]
     return found[0]
 

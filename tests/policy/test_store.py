@@ -61,7 +61,7 @@ def test_settings_round_trip_and_change_partially(factory: sessionmaker[Session]
     with factory.begin() as session:
         stored = settings.account_settings(session, account_id=acme.id)
         assert stored == changed
-        assert stored.rules.countries == {"IN"} and stored.block_outgoing
+        assert stored.rules.countries == frozenset({"IN"}) and stored.block_outgoing
         assert stored.dnd_category == 3
         # Premium rate stays off: the defaults were kept for what the change did not name.
         assert stored.rules.number_types == ACCOUNT_DEFAULT.number_types
