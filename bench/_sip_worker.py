@@ -112,15 +112,16 @@ def main() -> None:
     args = parser.parse_args()
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover
-        runner = asyncio.run
-    if args.role == "uas":
-        result = runner(run_uas(args.port, args.transport, args.seconds))
-        print(json.dumps(result), flush=True)
+        loop_factory = None
     else:
-        runner(run_uac(args.port, args.transport, args.rate, args.seconds))
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        if args.role == "uas":
+            result = runner.run(run_uas(args.port, args.transport, args.seconds))
+            print(json.dumps(result), flush=True)
+        else:
+            runner.run(run_uac(args.port, args.transport, args.rate, args.seconds))
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ async def run_rate(
     workdir: Path,
     store_url: str | None,
     sender: str,
-) -> dict:
+) -> dict[str, float]:
     total = int(rate * seconds)
     data = workdir / f"rate-{rate}"
     data.mkdir()
@@ -183,8 +183,6 @@ async def run_rate(
         cpu_seconds(receiver.process.pid),
     )
     batches_before = store.writer.batches
-    if os.environ.get("LINGER"):  # an experiment: the writer's wait for more work
-        store.writer._linger_s = float(os.environ["LINGER"])
     started = loop.time()
     tick = 0.005
     for index, call_id in enumerate(call_ids):
@@ -214,8 +212,8 @@ async def run_rate(
     batches = store.writer.batches - batches_before
     await dispatcher.stop()
     with store.sessions() as session:
-        rows = session.execute(select(Outbox.id, Outbox.call_id))
-        call_of = {ident: call for ident, call in rows}
+        outbox_rows = session.execute(select(Outbox.id, Outbox.call_id))
+        call_of = {ident: call for ident, call in outbox_rows}
     await store.stop()
     gc.unfreeze()  # the next rate starts afresh
     arrivals = receiver.arrivals()
@@ -272,7 +270,7 @@ async def ceiling(count: int, per_destination: int, workdir: Path) -> float:
 
 async def main(args: argparse.Namespace) -> int:
     rates = [int(rate) for rate in args.rates.split(",")]
-    best: dict | None = None
+    best: dict[str, float] | None = None
     with tempfile.TemporaryDirectory(prefix="voiceplane-bench-callbacks-") as tmp:
         workdir = Path(tmp)
         top = await ceiling(10_000, args.per_destination, workdir)
@@ -342,6 +340,4 @@ if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if os.environ.get("SWITCH"):
         sys.setswitchinterval(float(os.environ["SWITCH"]))
-    if os.environ.get("GC_THRESHOLD"):  # an experiment: what the collector's pauses cost
-        gc.set_threshold(*(int(v) for v in os.environ["GC_THRESHOLD"].split(",")))
     sys.exit(asyncio.run(main(parser.parse_args())))
