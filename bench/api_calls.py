@@ -369,7 +369,9 @@ def main() -> int:
     parser.add_argument("--service", choices=["click2call", "outbound", "both"], default="both")
     parser.add_argument("--rates", default="25,50,100,150,200,300")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--logs", type=Path, help="copy serve's and sandbox's logs and the store here")
+    parser.add_argument(
+        "--logs", type=Path, help="copy serve's and sandbox's logs and the store here"
+    )
     parser.add_argument(
         "--profile", type=Path,
         help="py-spy serve and the sandbox during each step; collapsed stacks into this folder",
