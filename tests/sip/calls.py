@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 from tests.sip.link import Link
 from voiceplane.sip.addressing import Address
+from voiceplane.sip.digest import Credentials
 from voiceplane.sip.endpoint import SipEndpoint
-from voiceplane.sip.legs import IncomingCall, IncomingLeg, OutgoingLeg
+from voiceplane.sip.legs import IncomingCall, IncomingLeg, Leg, LegState, OutgoingLeg
 from voiceplane.sip.timers import TimerValues
 
 SDP_A = (
@@ -21,6 +23,23 @@ SDP_B = (
 )
 SDP_A2 = SDP_A.replace(b"4000", b"4002").replace(b"1 1 IN", b"1 2 IN")
 SDP_B2 = SDP_B.replace(b"5000", b"5002").replace(b"2 2 IN", b"2 3 IN")
+
+
+class CallOptions(TypedDict, total=False):
+    """What a test may set of ``SipEndpoint.invite``; the pair fills in the rest."""
+
+    sdp: bytes
+    request_uri: str | None
+    ring_timeout: float | None
+    credentials: Credentials | None
+    display_name: str | None
+    extra_headers: tuple[tuple[str, str], ...]
+
+
+def state_of(leg: Leg) -> LegState:
+    """``leg.state`` read afresh: mypy keeps an earlier assert's narrowing of ``leg.state``
+    across the calls that move the leg on, and would take a later assert as dead."""
+    return leg.state
 
 
 class Pair:
@@ -54,7 +73,7 @@ class Pair:
     def now(self) -> float:
         return self.link.now
 
-    def call(self, **kwargs: object) -> OutgoingLeg:
+    def call(self, **kwargs: Unpack[CallOptions]) -> OutgoingLeg:
         """``a`` places a call to ``b``; the INVITE is delivered."""
         kwargs.setdefault("sdp", SDP_A)
         leg = self.a.invite(
@@ -82,7 +101,7 @@ class Pair:
         self.b.drain(self.now)
         self.link.deliver()
 
-    def answered(self, **kwargs: object) -> tuple[OutgoingLeg, IncomingLeg]:
+    def answered(self, **kwargs: Unpack[CallOptions]) -> tuple[OutgoingLeg, IncomingLeg]:
         """A call rung and answered (and ACKed, unless the link drops it)."""
         leg = self.call(**kwargs)
         inc = self.incoming()

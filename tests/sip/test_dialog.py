@@ -135,6 +135,7 @@ def test_requests_from_one_side_match_the_other_sides_dialog() -> None:
     assert (bye.call_id, bye.to.tag, bye.from_.tag) == uas.id
     back = parse_message(uas.new_request("BYE", via="SIP/2.0/UDP h;branch=z9hG4bK2").encode())
     assert (back.call_id, back.to.tag, back.from_.tag) == uac.id
+    assert isinstance(back, Request)
     assert back.uri == "sip:alice@pc33.atlanta.example.com"
     assert back.cseq.number == 101
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sip.calls import SDP_A, SDP_A2, SDP_B, SDP_B2, Pair
+from tests.sip.calls import SDP_A, SDP_A2, SDP_B, SDP_B2, Pair, state_of
 from voiceplane.sip.digest import AuthorizationHeader, Credentials, challenge_header, verify
 from voiceplane.sip.errors import LocalProtocolError
 from voiceplane.sip.legs import (
@@ -42,7 +42,7 @@ def test_call_answered_and_hung_up_by_the_caller() -> None:
     [answered_a] = p.link.of_type(p.A, CallAnswered)
     [answered_b] = p.link.of_type(p.B, CallAnswered)  # on the ACK
     assert answered_a.sdp == SDP_B and answered_b.sdp == SDP_A
-    assert leg.state is LegState.ANSWERED and inc.state is LegState.CONFIRMED
+    assert state_of(leg) is LegState.ANSWERED and state_of(inc) is LegState.CONFIRMED
     assert leg.remote_sdp == SDP_B and inc.local_sdp == SDP_B
     assert p.link.methods_sent(p.A) == ["INVITE", "ACK"]
     assert p.link.methods_sent(p.B) == ["100", "180", "200"]
@@ -172,7 +172,7 @@ def test_lost_ack_the_caller_acks_the_retransmitted_2xx() -> None:
     p.link.advance(40.0)
     assert p.link.times_sent(p.B, "200") == [0.0, 0.5]
     assert p.link.times_sent(p.A, "ACK") == [0.0, 0.5]
-    assert inc.state is LegState.CONFIRMED and leg.state is LegState.ANSWERED
+    assert state_of(inc) is LegState.CONFIRMED and leg.state is LegState.ANSWERED
     assert len(p.link.of_type(p.B, CallAnswered)) == 1
     assert len(p.link.of_type(p.A, CallAnswered)) == 1
     assert inc.outcome is None and leg.outcome is None

@@ -685,7 +685,7 @@ def test_events_round_trip(events: set[int]) -> None:
 
 TOKEN = st.text(string.ascii_letters + string.digits + "!#$%&'*+-.^_`{|}~", min_size=1, max_size=10)
 TEXT = st.text(
-    st.characters(blacklist_characters="\r\n\0", blacklist_categories=("Cs",)), max_size=20
+    st.characters(blacklist_characters="\r\n\0", blacklist_categories=["Cs"]), max_size=20
 )
 VALUE = TEXT.map(lambda s: s.strip(" \t"))
 ADDRESS = st.one_of(

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voiceplane.sip.timers import Timer, TimerQueue, TimerValues
+
+
+def appends(fired: list[int], item: int) -> Callable[[float], None]:
+    """A timer callback that records ``item`` when it fires."""
+    return lambda now: fired.append(item)
 
 
 def test_default_values_follow_rfc3261_table_4() -> None:
@@ -44,7 +51,7 @@ def test_equal_deadlines_fire_in_the_order_they_were_armed() -> None:
     q = TimerQueue()
     fired: list[int] = []
     for i in range(5):
-        q.arm(1.0, lambda now, i=i: fired.append(i))
+        q.arm(1.0, appends(fired, i))
     q.fire_due(1.0)
     assert fired == [0, 1, 2, 3, 4]
 
@@ -76,8 +83,16 @@ def test_a_fired_timer_is_inactive_and_cancel_is_harmless() -> None:
 def test_callbacks_may_arm_timers_that_fire_in_the_same_call() -> None:
     q = TimerQueue()
     fired: list[str] = []
-    q.arm(1.0, lambda now: (fired.append("first"), q.arm(5.0, lambda now: fired.append("due"))))
-    q.arm(2.0, lambda now: q.arm(now + 1.0, lambda now: fired.append("not yet")))
+
+    def first(now: float) -> None:
+        fired.append("first")
+        q.arm(5.0, lambda now: fired.append("due"))
+
+    def second(now: float) -> None:
+        q.arm(now + 1.0, lambda now: fired.append("not yet"))
+
+    q.arm(1.0, first)
+    q.arm(2.0, second)
     assert q.fire_due(10.0) == 3
     assert fired == ["first", "due"]
     assert q.next_deadline() == 11.0  # armed from the ``now`` the callback was given
@@ -95,7 +110,7 @@ def test_callbacks_may_cancel_other_due_timers() -> None:
 def test_cancelled_timers_are_dropped_from_the_heap_once_they_are_most_of_it() -> None:
     q = TimerQueue()
     fired: list[int] = []
-    timers = [q.arm(100.0 + i, lambda now, i=i: fired.append(i)) for i in range(1000)]
+    timers = [q.arm(100.0 + i, appends(fired, i)) for i in range(1000)]
     for timer in timers[:900]:
         timer.cancel()
     assert len(q) == 100
@@ -109,7 +124,7 @@ def test_cancelled_timers_are_dropped_from_the_heap_once_they_are_most_of_it() -
 def test_a_callback_cancelling_many_timers_during_fire_due_is_safe() -> None:
     q = TimerQueue()
     fired: list[int] = []
-    later = [q.arm(5.0 + i, lambda now, i=i: fired.append(i)) for i in range(600)]
+    later = [q.arm(5.0 + i, appends(fired, i)) for i in range(600)]
 
     def cancel_most(now: float) -> None:
         for timer in later[:-10]:
@@ -145,7 +160,7 @@ def test_the_queue_fires_what_a_plain_list_would(ops: list[tuple[str, int]]) -> 
         if op == "arm":
             ident = len(timers)
             deadline = clock + value
-            timers.append(q.arm(deadline, lambda now, ident=ident: fired.append(ident)))
+            timers.append(q.arm(deadline, appends(fired, ident)))
             model.append((deadline, ident))
         elif op == "cancel" and timers:
             ident = value % len(timers)
