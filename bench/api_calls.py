@@ -20,6 +20,15 @@ POST so the calls' hangups are in it, and the load average; `--profile DIR` samp
 and the sandbox with py-spy (GIL-holding samples, collapsed stacks, a file per process and
 step).
 
+``--callgrind`` runs serve under valgrind instead and counts the instructions it executes
+(every thread: event loop, store writer) per call while the calls run, from the first POST
+to 2.5 s after the last: slow (one rate, and keep it low: 2/s), its latencies mean nothing,
+but the count does not follow what else the machine does, as the CPU times on this VM do.
+It still varies by about 4 % run to run (how work falls into batches and collector passes
+depends on timing), and at 2/s it includes serve's fixed work per second (timers, sweeps):
+2026-11-27, click-to-call at 2/s for 15 s, 17.0-18.4 M instructions a call. Compare two
+versions by running each a few times with ``PYTHONPATH=<that version's src>``.
+
 Two figures per service: the highest rate at which every call got its right status and
 nothing was lost (with the p50 and p99 of the POSTs there), and the highest rate at which
 that held with the API's p99 under 50 ms too. The ramp stops at the first rate where a
@@ -104,10 +113,12 @@ def plan(service: str, index: int) -> tuple[dict[str, str], str]:
 
 
 class Platform:
-    """``voiceplane serve`` and ``voiceplane sandbox`` in a temporary directory."""
+    """``voiceplane serve`` and ``voiceplane sandbox`` in a temporary directory; serve under
+    callgrind (instrumenting nothing until told) when ``callgrind`` names its output file."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, callgrind: Path | None = None) -> None:
         self.workdir = workdir
+        self.callgrind = callgrind
         self.api = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
         self.sandbox = f"127.0.0.1:{free_port()}"
         self.env = os.environ | {
@@ -130,9 +141,12 @@ class Platform:
     def database(self) -> Path:
         return self.workdir / "data" / "voiceplane.db"
 
-    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, *args: str, log: str, wrap: list[str] | None = None
+    ) -> subprocess.Popen[bytes]:
         out = open(self.workdir / log, "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([*VOICEPLANE, *args], env=self.env, stdout=out, stderr=out)
+        command = [*(wrap or []), *VOICEPLANE, *args]
+        proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=out)
         self.processes.append(proc)
         return proc
 
@@ -151,8 +165,12 @@ class Platform:
             env=self.env, check=True, capture_output=True,
         )  # fmt: skip
         self.operator = self._spawn("sandbox", log="sandbox.log")
-        self.serve = self._spawn("serve", log="serve.log")
-        deadline = time.monotonic() + 30
+        wrap = None
+        if self.callgrind is not None:
+            wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={self.callgrind}", sys.executable]  # fmt: skip
+        self.serve = self._spawn("serve", log="serve.log", wrap=wrap)
+        deadline = time.monotonic() + (600 if self.callgrind else 30)
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://{self.api}/healthz").status_code == 200:
@@ -167,7 +185,7 @@ class Platform:
             proc.terminate()
         for proc in self.processes:
             try:
-                proc.wait(10)
+                proc.wait(180 if self.callgrind else 10)  # valgrind writes its counts at exit
             except subprocess.TimeoutExpired:
                 proc.kill()
 
@@ -225,6 +243,8 @@ async def offer(
     profilers = (
         start_profiles(platform, profile, f"{service}-{rate}", seconds) if profile else []
     )
+    if platform.callgrind is not None:
+        instrument(platform, "on")
     begin = loop.time()
     tasks = []
     for index in range(total):
@@ -238,6 +258,8 @@ async def offer(
     # Calls still run after the last POST (a click-to-call holds for about 1.1 s): their CPU
     # counts too, so wait for the hangups before reading the counters.
     await asyncio.sleep(2.5)
+    if platform.callgrind is not None:
+        instrument(platform, "off")
     cpu_used = {label: cpu_seconds(pid) - cpu_before[label] for label, pid in watched.items()}
     cpu_used["load"] = own_cpu_seconds() - load_before
     # serve's main thread (HTTP, engine, SIP: the event loop) apart from its other threads
@@ -274,6 +296,22 @@ async def offer(
         cpu_percent=100 * serve_share,
         cpu_ms={label: 1000 * used / total for label, used in cpu_used.items()},
     )
+
+
+def instrument(platform: Platform, state: str) -> None:
+    """Turn callgrind's counting in serve on or off."""
+    subprocess.run(
+        ["callgrind_control", "-i", state, str(platform.serve.pid)],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def callgrind_total(path: Path) -> int:
+    """The instructions callgrind counted (its ``totals:`` line)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {path}")
 
 
 def wait_final(database: Path, call_ids: list[str], timeout: float) -> dict[str, str]:
@@ -325,8 +363,12 @@ def summary(service: str, what: str, step: Step | None) -> None:
 async def run(args: argparse.Namespace) -> int:
     services = ["click2call", "outbound"] if args.service == "both" else [args.service]
     rates = [int(rate) for rate in args.rates.split(",")]
+    if args.callgrind and (len(services) != 1 or len(rates) != 1):
+        raise SystemExit("--callgrind counts one step: give one --service and one rate")
+    calls = 0
     with tempfile.TemporaryDirectory(prefix="voiceplane-bench-") as tmp:
-        platform = Platform(Path(tmp))
+        counts = Path(tmp) / "callgrind.out" if args.callgrind else None
+        platform = Platform(Path(tmp), callgrind=counts)
         platform.start()
         try:
             first = 0
@@ -338,6 +380,7 @@ async def run(args: argparse.Namespace) -> int:
                         platform, service, rate, args.seconds, first, profile=args.profile
                     )
                     first += step.offered
+                    calls += step.offered
                     show(step)
                     if not step.right_statuses:
                         break
@@ -357,6 +400,9 @@ async def run(args: argparse.Namespace) -> int:
                     shutil.copy(Path(tmp) / log, args.logs / log)
                 # The store too: the legs of a call with a wrong status say what happened.
                 shutil.copytree(Path(tmp) / "data", args.logs / "data", dirs_exist_ok=True)
+        if counts is not None:
+            instructions = callgrind_total(counts)
+            print(f"serve's instructions per call (callgrind): {instructions / calls / 1e6:.2f} M")
     print(
         "ceiling: SIPp against SIPp reaches about 15,000 one-leg calls/s here "
         "(bench/sip_cps.py); a click-to-call is two legs plus a re-INVITE."
@@ -375,6 +421,10 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path,
         help="py-spy serve and the sandbox during each step; collapsed stacks into this folder",
+    )  # fmt: skip
+    parser.add_argument(
+        "--callgrind", action="store_true",
+        help="count serve's instructions per call under valgrind (one step, low rate: 2)",
     )  # fmt: skip
     return asyncio.run(run(parser.parse_args()))
 
