@@ -101,9 +101,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        # On the driver itself: through SQLAlchemy's statement machinery this BEGIN cost
-        # about as much as the rest of a small transaction (the store writer runs hundreds
-        # a second).
+        # On the driver itself: through SQLAlchemy's statement machinery this BEGIN was a
+        # tenth of a small transaction's CPU (the store writer runs hundreds a second).
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         if connection.get_execution_options().get(READ_ONLY_OPTION):
