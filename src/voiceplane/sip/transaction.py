@@ -206,7 +206,9 @@ class _Transaction:
         self._interval = values.t1
         self.owner: object = None  # the leg this transaction works for, if any
         self.key: tuple[str, ...] = ()  # where the endpoint files it
-        self._branch = branch  # None: read from the top Via when first asked
+        # None: read from the top Via when first asked (a client passes the branch of the
+        # Via it made, which spares parsing it)
+        self._branch = branch
 
     @property
     def branch(self) -> str:
@@ -251,26 +253,16 @@ class _Transaction:
 class ClientTransaction(_Transaction):
     """Client side: sends the request, retransmits it, matches its responses."""
 
-    def __init__(
-        self,
-        request: Request,
-        peer: Address,
-        *,
-        outbox: Outbox,
-        timers: TimerQueue,
-        values: TimerValues,
-        on_terminated: Callable[[_Transaction], None],
-        branch: str | None = None,
-    ) -> None:
-        """``branch``: the top Via's, when the caller made that Via (spares parsing it)."""
-        super().__init__(request, peer, outbox=outbox, timers=timers, values=values,
-                         on_terminated=on_terminated, branch=branch)  # fmt: skip
-        self.data = request.encode()
-        self.last_response: Response | None = None  # an INVITE's: only while it rings
-        self._ack_data = b""
+    data = b""  # the request as sent (and resent), encoded when it starts
+    last_response: Response | None = None  # an INVITE's: only while it rings
+    _ack_data = b""
 
     def start(self, now: float) -> None:
         raise NotImplementedError
+
+    def _send_request(self) -> None:
+        self.data = self.request.encode()
+        self._outbox.send(self.data, self.peer)
 
     def receive(self, response: Response, now: float) -> None:
         raise NotImplementedError
@@ -286,7 +278,7 @@ class ClientInviteTransaction(ClientTransaction):
 
     def start(self, now: float) -> None:
         self.state = TxState.CALLING
-        self._outbox.send(self.data, self.peer)
+        self._send_request()
         if not self.peer.reliable:
             self._retransmit = self._timers.arm(now + self._values.t1, self._timer_a)
         self._timeout = self._timers.arm(now + self._values.b, self._timed_out)
@@ -339,7 +331,7 @@ class ClientNonInviteTransaction(ClientTransaction):
 
     def start(self, now: float) -> None:
         self.state = TxState.TRYING
-        self._outbox.send(self.data, self.peer)
+        self._send_request()
         if not self.peer.reliable:
             self._retransmit = self._timers.arm(now + self._values.t1, self._timer_e)
         self._timeout = self._timers.arm(now + self._values.f, self._timed_out)
@@ -373,20 +365,8 @@ class ClientNonInviteTransaction(ClientTransaction):
 class ServerTransaction(_Transaction):
     """Server side: absorbs retransmitted requests and retransmits its responses."""
 
-    def __init__(
-        self,
-        request: Request,
-        peer: Address,
-        *,
-        outbox: Outbox,
-        timers: TimerQueue,
-        values: TimerValues,
-        on_terminated: Callable[[_Transaction], None],
-    ) -> None:
-        super().__init__(request, peer, outbox=outbox, timers=timers, values=values,
-                         on_terminated=on_terminated)  # fmt: skip
-        self.last_response: Response | None = None
-        self._last_data = b""
+    last_response: Response | None = None
+    _last_data = b""
 
     def start(self, now: float) -> None:
         raise NotImplementedError
