@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import random
+from collections import Counter
+from collections.abc import Callable
 from typing import Literal, TypedDict
 
 import pytest
@@ -435,3 +438,72 @@ def test_new_cseq_draws_what_randint_draws(seed: int) -> None:
     assert [endpoint._new_cseq() for _ in range(50)] == [
         reference.randint(1, 2**20) for _ in range(50)
     ]
+
+
+# --- what a finished call leaves behind -----------------------------------------------------------
+
+
+def _hang_up_the_caller(p: Pair) -> None:
+    leg, _ = p.answered()
+    p.at_a(leg.hangup)
+
+
+def _hang_up_the_callee(p: Pair) -> None:
+    _, inc = p.answered()
+    p.at_b(inc.hangup)
+
+
+def _busy(p: Pair) -> None:
+    p.call()
+    inc = p.incoming()
+    p.at_b(lambda now: inc.reject(486, "Busy Here", now))
+
+
+def _cancel_while_ringing(p: Pair) -> None:
+    leg = p.call()
+    p.at_b(p.incoming().ring)
+    p.at_a(leg.cancel)
+
+
+def _reinvite_then_hang_up(p: Pair) -> None:
+    leg, inc = p.answered()
+    p.at_a(lambda now: leg.reinvite(SDP_A, now))
+    p.at_b(lambda now: inc.accept_reinvite(SDP_B, now))
+    p.at_b(inc.hangup)
+
+
+def _ring_timeout(p: Pair) -> None:
+    p.call(ring_timeout=5.0)
+    p.at_b(p.incoming().ring)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [_hang_up_the_caller, _hang_up_the_callee, _busy, _cancel_while_ringing,
+     _reinvite_then_hang_up, _ring_timeout],
+)  # fmt: skip
+def test_a_finished_call_leaves_no_cycles_for_the_collector(
+    scenario: Callable[[Pair], None],
+) -> None:
+    # Legs, dialogs and transactions that only the cyclic collector can free outlive the
+    # call: under load they pile up in its oldest generation, and a full pass over them
+    # stalled the event loop for hundreds of ms. Reference counting alone must free them.
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        p = Pair()
+        scenario(p)
+        p.link.advance(40.0)  # past every timer: D, J, K, M and the ring timeout
+        assert not p.a.timers and not p.b.timers
+        assert p.link.of_type(p.A, CallEnded) and p.link.of_type(p.B, CallEnded)
+        p.link.events.clear()  # the test's own record of events holds the legs
+        gc.collect()
+        left = Counter(
+            type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("voiceplane.")
+        )
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == Counter()

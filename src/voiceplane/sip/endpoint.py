@@ -110,6 +110,9 @@ class SipEndpoint:
         self._events: list[object] = []
         self._client: dict[tuple[str, ...], ClientTransaction] = {}
         self._server: dict[tuple[str, ...], ServerTransaction] = {}
+        # Transactions that ended since the last drain: they let go of their legs once
+        # their last events are delivered (see ``_drain``).
+        self._ended: list[ClientTransaction | ServerTransaction] = []
         self._dialogs: dict[DialogId, Leg] = {}
         self._legs: dict[int, Leg] = {}
         self._leg_seq = 0
@@ -372,6 +375,16 @@ class SipEndpoint:
                     owner._on_tx_failure(tx, timed_out, now)
                 elif isinstance(tx, ClientNonInviteTransaction):
                     self._emit(RequestFinished(tx, 408 if timed_out else 503, None))
+        # A leg holds its transactions and each transaction its leg: a cycle, which kept
+        # every call's legs, dialogs and INVITEs for the collector's rare full passes (they
+        # lived the 32 s of timers D and M, long enough to reach the oldest generation).
+        # Cut it once an ended transaction's events are delivered, so they go when the
+        # call does.
+        ended = self._ended
+        if ended:
+            for tx in ended:
+                tx.owner = None
+            ended.clear()
 
     def _answer_malformed(self, data: bytes, source: Address, error: SipParseError) -> None:
         self._emit(MalformedMessage(source, error.reason))
@@ -399,11 +412,13 @@ class SipEndpoint:
         assert isinstance(tx, ServerTransaction)
         if self._server.get(tx.key) is tx:
             del self._server[tx.key]
+        self._ended.append(tx)
 
     def _client_done(self, tx: object) -> None:
         assert isinstance(tx, ClientTransaction)
         if self._client.get(tx.key) is tx:
             del self._client[tx.key]
+        self._ended.append(tx)
 
     def _start_client(
         self, request: Request, destination: Address, now: float, *, owner: Leg | None,
