@@ -169,6 +169,22 @@ def test_tag_of_agrees_with_name_addr(value: str, tag: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        ('<sip:a@b>;x="y;tag=evil";tag=real', "real"),
+        ('<sip:a@b>;tag=real;x="q>r"', "real"),
+        ('<sip:a@b>;x="1>2;tag=evil"', None),
+        ('"a>b;tag=evil" <sip:a@b>;tag=real', "real"),
+        ('"say \\"hi\\" >;tag=evil" <sip:a@b>;tag=real', "real"),
+        ('"Rec <100>" <sip:100@pbx>;tag=real', "real"),
+        ('sip:a@b;x="<>;tag=evil";tag=real', "real"),
+    ],
+)
+def test_tag_of_is_not_fooled_by_quotes(value: str, tag: str | None) -> None:
+    assert tag_of(value) == tag == NameAddr.parse(value).tag
+
+
+@pytest.mark.parametrize(
     "value",
     [
         '"Bob" <sip:bob@x>;tag=abc;foo=1',
@@ -295,3 +311,50 @@ def test_name_addr_round_trips(
 ) -> None:
     addr = NameAddr(f"sip:user@{host}", display, tuple(params))
     assert NameAddr.parse(str(addr)) == addr
+
+
+# Quoted strings as a peer may send them: "<", ">", ";", "=" and escaped quotes inside.
+quoted = st.lists(
+    st.one_of(st.sampled_from([";tag=evil", ">", "<", ";", "=", " ", '\\"', "tag"]),
+              st.from_regex(r"[A-Za-z0-9]{1,4}", fullmatch=True)),
+    max_size=6,
+).map(lambda parts: '"' + "".join(parts) + '"')  # fmt: skip
+address_params = st.lists(
+    st.tuples(
+        st.one_of(param_names, st.just("tag")),
+        st.one_of(param_values, quoted),
+        st.sampled_from([";", " ;", "; ", " ; "]),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(st.none(), st.just("Alice"), quoted),
+    hosts,
+    st.sampled_from(["", ";transport=tcp", ";tag=in-the-uri"]),
+    st.booleans(),
+    address_params,
+)
+def test_tag_of_and_without_tag_agree_with_name_addr_on_quoted_params(
+    display: str | None,
+    host: str,
+    uri_params: str,
+    bracketed: bool,
+    params: list[tuple[str, str | None, str]],
+) -> None:
+    uri = f"sip:user@{host}"
+    tail = "".join(sep + name + ("" if v is None else f"={v}") for name, v, sep in params)
+    if display is not None or bracketed:
+        value = f"{display or ''} <{uri}{uri_params}>{tail}".lstrip()
+    else:
+        value = uri + tail  # an addr-spec: its ";" params are the header's
+    tags = [v for name, v, _ in params if name == "tag"]
+    expected = None if not tags else (tags[0] or "")
+    original = NameAddr.parse(value)
+    assert original.tag == expected
+    assert tag_of(value) == expected
+    stripped = NameAddr.parse(without_tag(value))
+    assert (stripped.uri, stripped.display) == (original.uri, original.display)
+    assert stripped.params == tuple(p for p in original.params if p[0] != "tag")
