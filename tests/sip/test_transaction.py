@@ -228,6 +228,9 @@ def test_2xx_goes_up_every_time_and_timer_m_ends_the_transaction() -> None:
     h.call(2.0, tx.receive, ok)
     assert tx.state is TxState.ACCEPTED
     assert tx.last_response is None  # not held for the 32 s of timer M
+    with pytest.raises(LocalProtocolError, match="let go of its request"):
+        tx.request  # nor the request: what the TU needs for its ACK is kept  # noqa: B018
+    assert (tx.method, tx.cseq_number, tx.branch) == ("INVITE", 1, request.top_via.branch)
     h.call(2.5, tx.receive, ok)  # retransmitted 2xx: the TU must ACK it again
     h.call(2.6, tx.receive, response(request, 486))  # a non-2xx after a 2xx is dropped
     assert [type(e) for e in h.events()] == [ResponseReceived, ResponseReceived]
@@ -326,9 +329,11 @@ def test_non_invite_final_then_timer_k() -> None:
     h.run_until(1.0)
     ok = response(request, 200, "OK")
     h.call(1.0, tx.receive, ok)
-    assert tx.state is TxState.COMPLETED and tx.last_response is ok
+    assert tx.state is TxState.COMPLETED and tx.last_response is None  # not held for timer K
     h.call(2.0, tx.receive, ok)  # retransmitted final absorbed
-    assert [type(e) for e in h.events()] == [ResponseReceived]
+    events = h.events()
+    assert [type(e) for e in events] == [ResponseReceived]
+    assert isinstance(events[0], ResponseReceived) and events[0].response is ok
     h.run_until(5.99)
     assert tx.state is TxState.COMPLETED
     h.run_until(6.0)  # K = T4
@@ -511,7 +516,10 @@ def test_server_non_invite_absorbs_then_timer_j_resends_the_final() -> None:
     h.call(0.5, tx.receive_retransmission)  # nothing sent yet: absorbed
     assert h.times("SIP/2.0") == []
     h.call(1.0, tx.respond, response(request, 200, "OK"))
-    assert state_of(tx) is TxState.COMPLETED
+    assert state_of(tx) is TxState.COMPLETED and tx.final_sent
+    assert tx.last_response is None  # lingering 32 s, it keeps only the bytes it resends
+    with pytest.raises(LocalProtocolError, match="let go of its request"):
+        tx.request  # noqa: B018
     h.call(1.5, tx.receive_retransmission)
     h.call(20.0, tx.receive_retransmission)
     assert h.times("SIP/2.0 200") == [1.0, 1.5, 20.0]
@@ -630,13 +638,14 @@ def two_endpoints() -> tuple[SipEndpoint, SipEndpoint, Link]:
 def test_late_response_to_a_finished_transaction_is_a_stray() -> None:
     a, b, link = two_endpoints()
     tx = a.request("OPTIONS", uri="sip:10.0.0.2", now=0.0, destination=B)
+    request = tx.request
     link.deliver()
     [received] = link.of_type(B, RequestReceived)
     b.respond(received.transaction, 200, "OK", link.now)
     link.deliver()
     [finished] = link.of_type(A, RequestFinished)
     assert finished.status == 200 and finished.transaction is tx
-    late = make_response(tx.request, 200, "OK", to_tag="zz").encode()
+    late = make_response(request, 200, "OK", to_tag="zz").encode()
     a.receive(late, B, 1.0)  # during timer K: absorbed by the transaction
     assert a.stats.stray_responses == 0
     link.advance(6.0)  # K is over: the transaction is gone

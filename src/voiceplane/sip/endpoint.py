@@ -322,7 +322,7 @@ class SipEndpoint:
             # answer through the transaction, which then absorbs the retransmissions.
             self.stats.malformed += 1
             self._emit(MalformedMessage(source, exc.reason))
-            if tx.last_response is None or tx.last_response.status < 200:
+            if not tx.final_sent:
                 self._respond(tx, 400, _bad_request(exc.reason), now)
 
     def _dispatch_request(self, request: Request, via: Via, tx: ServerTransaction,
@@ -446,7 +446,7 @@ class SipEndpoint:
                  extra: tuple[tuple[str, str], ...] = (), body: bytes = b"") -> None:  # fmt: skip
         to_tag = self._new_token() if status > 100 else None
         headers = extra
-        if status == 405 or tx.request.method == "OPTIONS":
+        if status == 405 or tx.method == "OPTIONS":
             headers = (("allow", ALLOW), *extra)
         if body and not any(n.lower() == "content-type" for n, _ in headers):
             headers = (*headers, ("content-type", "application/sdp"))

@@ -417,7 +417,7 @@ class Leg:
 
     # Responses to transactions this leg started (BYE, re-INVITE), routed by the endpoint.
     def _on_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
-        method = tx.request.method
+        method = tx.method
         if method == "BYE":
             if response.status >= 200:
                 self._bye_done(now)
@@ -425,32 +425,30 @@ class Leg:
             self._on_reinvite_response(tx, response, now)
         elif method == "INVITE" and 200 <= response.status < 300 and self.dialog is not None:
             # A finished re-INVITE's 2xx again: our ACK was lost (section 13.2.2.4).
-            self._send_ack(tx.request, now)
+            self._send_ack(tx.cseq_number, now)
 
     def _on_reinvite_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
         if response.status < 200:
             return
         if response.status < 300:
             assert self.dialog is not None
-            self._send_ack(tx.request, now)
+            self._send_ack(tx.cseq_number, now)
             self.dialog.refresh_target(response)
             self.remote_sdp = response.body or self.remote_sdp
         if self._reinvite_tx is tx:
             self._reinvite_tx = None
             self._ep._emit(ReinviteFinished(self, response.status, response.body))
 
-    def _send_ack(self, invite: Request, now: float) -> None:
+    def _send_ack(self, cseq: int, now: float) -> None:
         """Section 13.2.2.4: the ACK for a 2xx is a new request in the dialog, same CSeq."""
         assert self.dialog is not None
-        ack = self.dialog.new_request(
-            "ACK", via=self._ep._via(self.transport), cseq=invite.cseq.number
-        )
+        ack = self.dialog.new_request("ACK", via=self._ep._via(self.transport), cseq=cseq)
         self._ep._send_stateless(ack, self._route())
 
     def _on_tx_failure(
         self, tx: ClientTransaction | ServerTransaction, timed_out: bool, now: float
     ) -> None:
-        method = tx.request.method
+        method = tx.method
         if method == "BYE":
             self._bye_done(now)
         elif tx is self._reinvite_tx:
@@ -590,7 +588,7 @@ class OutgoingLeg(Leg):
         if self._step(LegInput.SUCCESS) is None:
             return
         if old is LegState.ANSWERED or old is LegState.ENDING:
-            self._send_ack(self.invite, now)  # a retransmitted 2xx: our ACK was lost
+            self._send_ack(self.invite.cseq.number, now)  # a retransmitted 2xx: our ACK was lost
             return
         self._stop_ring_timer()
         try:
@@ -609,7 +607,7 @@ class OutgoingLeg(Leg):
         self._ep._register_dialog(dialog, self)
         self._status = (response.status, response.reason)
         self.remote_sdp = response.body or self.remote_sdp
-        self._send_ack(self.invite, now)
+        self._send_ack(self.invite.cseq.number, now)
         if old is LegState.CANCELLING:
             # Section 9.1: our CANCEL lost the race with the 200. The call is ours to end,
             # and it ends for the reason we cancelled it.
