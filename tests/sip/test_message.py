@@ -238,6 +238,22 @@ def test_bare_lf_line_ends_are_tolerated() -> None:
     assert isinstance(msg, Request) and msg.body == SDP and msg.call_id.startswith("a84b")
 
 
+@pytest.mark.parametrize(
+    "body", [b"a\r\n\r\nb", b"a\n\nb", b"\r\n\r\n", b"\n\n", b"\n\r\nx", SDP + b"\r\n\r\n"]
+)
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+@pytest.mark.parametrize("blank", ["\n", "\r\n"])
+def test_the_head_ends_at_the_first_blank_line_whatever_the_body_holds(
+    body: bytes, eol: str, blank: str
+) -> None:
+    # Section 7.5: the empty line ends the head; a body may hold anything, blank lines too.
+    data = (INVITE_HEAD.replace("\r\n", eol) + f"Content-Length: {len(body)}{eol}{blank}").encode()
+    msg = parse_message(data + body)
+    assert isinstance(msg, Request) and msg.body == body
+    assert msg.headers.get("contact") == "<sip:alice@pc33.example.com>"
+    assert msg.headers.get("content-length") == str(len(body))
+
+
 def test_datagram_body_is_cut_to_content_length() -> None:
     msg = parse_message(invite(body=SDP + b"garbage after the body", length=len(SDP)))
     assert msg.body == SDP
@@ -299,7 +315,9 @@ MALFORMED: list[tuple[str, bytes, str, int]] = [
     ("header without colon", _swap("Max-Forwards: 70", "Max-Forwards 70"), "bad header line", 400),
     ("space in header name", _swap("Max-Forwards", "Max Forwards"), "bad header line", 400),
     ("continuation first", _swap("Via:", " Via:"), "continuation line", 400),
-    ("empty line inside", b"INVITE sip:a@b SIP/2.0\nVia: x\n\r\n\r\n", "empty line", 400),
+    # The first blank line ends the head, whatever its line end: the From after it is body.
+    ("header after the blank line", b"INVITE sip:a@b SIP/2.0\nVia: x\n\r\nFrom: <sip:a@b>\r\n\r\n",
+     "missing", 400),  # fmt: skip
     (
         "missing Via",
         _swap("Via: SIP/2.0/UDP pc33.example.com:5060;branch=z9hG4bK776asdhds\r\n", ""),
@@ -576,6 +594,29 @@ def wire_messages(draw: st.DrawFn) -> bytes:
     eol = draw(st.sampled_from(["\r\n", "\n"]))
     head = eol.join(lines).replace("\r\n", eol) + eol + eol
     return head.encode() + msg.body + draw(st.binary(max_size=8))
+
+
+# Bodies full of line ends: a blank line in the body must never end the head.
+line_end_bodies = st.lists(
+    st.sampled_from([b"\r\n\r\n", b"\n\n", b"\n\r\n", b"\r\n", b"\n", b"\r", b"v=0"]),
+    max_size=6,
+).map(b"".join)
+
+
+@settings(max_examples=150)
+@given(messages(), line_end_bodies, st.data())
+def test_any_line_end_style_parses_to_the_same_message(
+    msg: Request | Response, body: bytes, data: st.DataObject
+) -> None:
+    headers = msg.headers.set("content-length", str(len(body)))
+    if isinstance(msg, Request):
+        msg = Request(msg.method, msg.uri, headers, body)
+    else:
+        msg = Response(msg.status, msg.reason, headers, body)
+    lines = msg.encode().split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    head = b"".join(line + data.draw(st.sampled_from([b"\r\n", b"\n"])) for line in lines)
+    blank = data.draw(st.sampled_from([b"\r\n", b"\n"]))
+    assert parse_message(head + blank + body) == msg
 
 
 @settings(max_examples=120)

@@ -341,13 +341,17 @@ def parse_message(data: bytes) -> Message:
     A body longer than Content-Length is cut to it; a shorter one is an error
     (RFC 3261 section 18.3).
     """
-    head_end = data.find(b"\r\n\r\n")
-    sep_len = 4
-    if head_end < 0:
-        head_end = data.find(b"\n\n")  # tolerate bare LF line ends, as most stacks do
-        sep_len = 2
-        if head_end < 0:
-            raise SipParseError("no blank line after the headers")
+    # The head ends at its first empty line, whether lines end in CRLF or, as most stacks
+    # tolerate, a bare LF: "\n" then "\r\n" or "\n". A blank line in the body comes later.
+    eol = data.find(b"\n\r\n")
+    bare = data.find(b"\n\n", 0, eol + 1 if eol >= 0 else len(data))
+    if bare >= 0:
+        eol, body_start = bare, bare + 2
+    elif eol >= 0:
+        body_start = eol + 3
+    else:
+        raise SipParseError("no blank line after the headers")
+    head_end = eol - 1 if eol and data[eol - 1] == 13 else eol  # the last line's CR
     if head_end > _MAX_HEAD:
         raise SipParseError("headers too large", status_hint=513)
     try:
@@ -370,7 +374,7 @@ def parse_message(data: bytes) -> Message:
     if not _REQUIRED <= first.keys():
         missing = next(r for r in _REQUIRED_ORDER if r not in first)
         raise SipParseError(f"missing {canonical_name(missing)} header")
-    body = data[head_end + sep_len :]
+    body = data[body_start:]
     length_text = first.get("content-length")
     if length_text is not None:
         # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
