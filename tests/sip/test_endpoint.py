@@ -219,6 +219,21 @@ def test_unsupported_version_gets_505() -> None:
 
 @pytest.mark.parametrize(
     "data",
+    [raw(length="abc"), raw("OPTIONS", extra="Bad Header Line\r\n"), raw(version="SIP/3.0")],
+)
+def test_stateless_answers_to_broken_requests_carry_a_to_tag(data: bytes) -> None:
+    # Section 8.2.6.2: every response but 100 carries a To tag, the stateless ones too.
+    p = Pair()
+    p.link.inject(data, X, p.B)
+    [response] = answers(p)
+    assert response.status in (400, 505)
+    assert response.to.tag and response.to.uri == "sip:123@10.0.0.2"
+    p.link.inject(raw(to="<sip:123@10.0.0.2>;tag=theirs", length="abc"), X, p.B)
+    assert answers(p)[-1].to.tag == "theirs"  # a tag already there is kept
+
+
+@pytest.mark.parametrize(
+    "data",
     [
         b"",
         b"\x00\xff\xfe\r\n\r\n",

@@ -397,7 +397,8 @@ class SipEndpoint:
             return  # nothing we can answer: section 18.3 says discard
         hint = error.status_hint
         reason = _bad_request(error.reason) if hint == 400 else _printable(error.reason)
-        response = make_response(request, hint, reason)
+        # Section 8.2.6.2: a final response carries a To tag, a stateless one too.
+        response = make_response(request, hint, reason, to_tag=self._new_token())
         self._outbox.send(response.encode(), source)
 
     # --- services for transactions and legs ----------------------------------------------------
