@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 
 from tests.sip.calls import SDP_A, SDP_A2, SDP_B, SDP_B2, Pair, state_of
@@ -18,7 +20,7 @@ from voiceplane.sip.legs import (
     ReinviteFinished,
     ReinviteReceived,
 )
-from voiceplane.sip.message import Request, Response
+from voiceplane.sip.message import Request, Response, parse_message
 from voiceplane.sip.outcome import EndCause, Party
 
 
@@ -176,6 +178,33 @@ def test_lost_ack_the_caller_acks_the_retransmitted_2xx() -> None:
     assert len(p.link.of_type(p.B, CallAnswered)) == 1
     assert len(p.link.of_type(p.A, CallAnswered)) == 1
     assert inc.outcome is None and leg.outcome is None
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_a_2xx_again_after_the_caller_hung_up_is_acked_by_the_lingering_invite(
+    fork: bool,
+) -> None:
+    # The leg lets go of its INVITE when it ends, so it does not live the 32 s of timer M;
+    # the INVITE's transaction keeps the ACK and sends it again for a retransmitted 2xx
+    # (its ACK was lost), but not for a 2xx of another fork (another To tag).
+    p = Pair()
+    leg, inc = p.answered()
+    p.at_a(leg.hangup)
+    assert leg.state is LegState.ENDED
+    gone = weakref.ref(leg)
+    del leg, inc
+    p.link.events.clear()  # the test's own record of events holds the legs
+    assert gone() is None  # freed at once, while its INVITE still lingers
+    [ok] = [data for src, _, data in p.link.sent if src == p.B and data.startswith(b"SIP/2.0 200")
+            and b" INVITE\r\n" in data]  # fmt: skip
+    [ack] = [data for src, _, data in p.link.sent if src == p.A and data.startswith(b"ACK ")]
+    if fork:
+        tag = parse_message(ok).to_tag or ""
+        ok = ok.replace(tag.encode(), b"another-fork")
+    p.link.now = 1.0
+    p.a.receive(ok, p.B, p.link.now)
+    again = [data for data, _ in p.a.datagrams_to_send()]
+    assert again == ([] if fork else [ack])
 
 
 # --- CANCEL -------------------------------------------------------------------------------------

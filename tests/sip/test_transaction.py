@@ -223,6 +223,7 @@ def test_2xx_goes_up_every_time_and_timer_m_ends_the_transaction() -> None:
     h = Harness()
     request = make_request()
     tx = h.make(ClientInviteTransaction, request)
+    tx.owner = h  # a TU that stays: every 2xx goes up to it
     h.call(0.0, tx.start)
     ok = response(request, 200, "OK")
     h.call(2.0, tx.receive, ok)
@@ -240,6 +241,24 @@ def test_2xx_goes_up_every_time_and_timer_m_ends_the_transaction() -> None:
     h.run_until(34.0)  # M = 64*T1 after the first 2xx
     assert state_of(tx) is TxState.TERMINATED
     assert h.times("INVITE") == [0.0, 0.5, 1.5]
+
+
+def test_once_the_tu_let_go_a_2xx_again_gets_the_ack_the_tu_sent() -> None:
+    h = Harness()
+    request = make_request()
+    tx = h.make(ClientInviteTransaction, request)
+    tx.owner = h
+    h.call(0.0, tx.start)
+    ok = response(request, 200, "OK", tag="b1")
+    h.call(1.0, tx.receive, ok)
+    ack = b"ACK sip:b@10.0.0.2 SIP/2.0\r\n(the TU's)\r\n\r\n"
+    tx.send_2xx_ack(ack, UDP_PEER, "b1")
+    tx.owner = None  # the leg ended and let go of it
+    h.call(1.5, tx.receive, ok)  # the ACK was lost: the same ACK again
+    h.call(1.6, tx.receive, response(request, 200, "OK", tag="fork2"))  # not ours
+    assert [type(e) for e in h.events()] == [ResponseReceived]  # only the first went up
+    assert h.times("ACK") == [1.0, 1.5]
+    assert h.outbox.retransmissions == 2  # timer A's INVITE at 0.5 s, and that ACK
 
 
 def test_client_invite_over_tcp_never_retransmits_and_ends_at_once() -> None:

@@ -235,6 +235,7 @@ class Leg:
         self._pending: _Pending2xx | None = None
         self._bye_pending = False
         self._reinvite_tx: ClientTransaction | ServerInviteTransaction | None = None
+        self._bye_tx: ClientTransaction | None = None
         self.user_data: object = None  # free for the layer above
 
     @property
@@ -272,8 +273,17 @@ class Leg:
         )
         if self._pending is not None:
             self._pending.stop()
+        # Its transactions linger up to 32 s for retransmissions and need nothing of the
+        # leg for them: let go, so the leg, its dialog and its INVITE go with the call.
+        for tx in self._transactions():
+            if tx is not None and tx.owner is self:
+                tx.owner = None
         self._ep._forget_leg(self)
         self._ep._emit(CallEnded(self, self.outcome))
+
+    def _transactions(self) -> tuple[ClientTransaction | ServerTransaction | None, ...]:
+        """Those this leg may still own as it ends."""
+        return (self._reinvite_tx, self._bye_tx)
 
     def _record_end(self, cause: EndCause, party: Party, now: float) -> None:
         if self._end is None:
@@ -300,7 +310,7 @@ class Leg:
         return self._ep._next_hop_of_dialog(self.dialog, self.transport)
 
     def _hangup_with_bye(self, now: float) -> None:
-        self._send_in_dialog("BYE", now)
+        self._bye_tx = self._send_in_dialog("BYE", now)
 
     # Requests the far end sends inside the dialog, routed here by the endpoint.
     def _on_request(self, request: Request, tx: ServerTransaction, now: float) -> None:
@@ -425,25 +435,29 @@ class Leg:
             self._on_reinvite_response(tx, response, now)
         elif method == "INVITE" and 200 <= response.status < 300 and self.dialog is not None:
             # A finished re-INVITE's 2xx again: our ACK was lost (section 13.2.2.4).
-            self._send_ack(tx.cseq_number, now)
+            self._send_ack(tx, now)
 
     def _on_reinvite_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
         if response.status < 200:
             return
         if response.status < 300:
             assert self.dialog is not None
-            self._send_ack(tx.cseq_number, now)
+            self._send_ack(tx, now)
             self.dialog.refresh_target(response)
             self.remote_sdp = response.body or self.remote_sdp
         if self._reinvite_tx is tx:
             self._reinvite_tx = None
             self._ep._emit(ReinviteFinished(self, response.status, response.body))
 
-    def _send_ack(self, cseq: int, now: float) -> None:
-        """Section 13.2.2.4: the ACK for a 2xx is a new request in the dialog, same CSeq."""
-        assert self.dialog is not None
-        ack = self.dialog.new_request("ACK", via=self._ep._via(self.transport), cseq=cseq)
-        self._ep._send_stateless(ack, self._route())
+    def _send_ack(self, tx: ClientTransaction, now: float) -> None:
+        """Section 13.2.2.4: the ACK for a 2xx is a new request in the dialog, same CSeq.
+        The INVITE's transaction sends it, and keeps it for 2xx retransmissions that come
+        once this leg has let go of it (see ``_finish``)."""
+        assert self.dialog is not None and isinstance(tx, ClientInviteTransaction)
+        ack = self.dialog.new_request(
+            "ACK", via=self._ep._via(self.transport), cseq=tx.cseq_number
+        )
+        tx.send_2xx_ack(ack.encode(), self._route(), self.dialog.remote_tag)
 
     def _on_tx_failure(
         self, tx: ClientTransaction | ServerTransaction, timed_out: bool, now: float
@@ -498,6 +512,9 @@ class OutgoingLeg(Leg):
 
     def _start(self, now: float) -> None:
         self._invite_tx = self._ep._start_client(self.invite, self.destination, now, owner=self)
+
+    def _transactions(self) -> tuple[ClientTransaction | ServerTransaction | None, ...]:
+        return (self._invite_tx, self._reinvite_tx, self._bye_tx)
 
     # --- what the layer above asks for ---
 
@@ -588,7 +605,7 @@ class OutgoingLeg(Leg):
         if self._step(LegInput.SUCCESS) is None:
             return
         if old is LegState.ANSWERED or old is LegState.ENDING:
-            self._send_ack(self.invite.cseq.number, now)  # a retransmitted 2xx: our ACK was lost
+            self._send_ack(tx, now)  # a retransmitted 2xx: our ACK was lost
             return
         self._stop_ring_timer()
         try:
@@ -607,7 +624,7 @@ class OutgoingLeg(Leg):
         self._ep._register_dialog(dialog, self)
         self._status = (response.status, response.reason)
         self.remote_sdp = response.body or self.remote_sdp
-        self._send_ack(self.invite.cseq.number, now)
+        self._send_ack(tx, now)
         if old is LegState.CANCELLING:
             # Section 9.1: our CANCEL lost the race with the 200. The call is ours to end,
             # and it ends for the reason we cancelled it.

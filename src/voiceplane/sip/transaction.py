@@ -299,6 +299,7 @@ class ClientTransaction(_Transaction):
 class ClientInviteTransaction(ClientTransaction):
     TABLE = CLIENT_INVITE
     kind = "client INVITE"
+    _ack_2xx: tuple[bytes, Address, str] | None = None  # the TU's ACK, its target, the To tag
 
     def start(self, now: float) -> None:
         self.state = TxState.CALLING
@@ -348,7 +349,21 @@ class ClientInviteTransaction(ClientTransaction):
         elif event is TxInput.SUCCESS and old is not TxState.ACCEPTED:
             self._let_go()
             self._arm_wait(now, self._values.m)
+        elif event is TxInput.SUCCESS and self.owner is None:
+            # A retransmitted 2xx once the TU has gone: its ACK was lost, send it again
+            # (a 2xx of another fork, with another To tag, is not ours to ACK).
+            ack = self._ack_2xx
+            if ack is not None and response.to_tag == ack[2]:
+                self._outbox.resend(ack[0], ack[1])
+            return
         self._outbox.tx_events.append(ResponseReceived(self, response))
+
+    def send_2xx_ack(self, data: bytes, destination: Address, to_tag: str) -> None:
+        """Send the TU's ACK for a 2xx (section 13.2.2.4: the TU's job, not the
+        transaction's) and keep it, to answer a retransmitted 2xx that comes after the TU
+        has let go of this transaction."""
+        self._ack_2xx = (data, destination, to_tag)
+        self._outbox.send(data, destination)
 
 
 class ClientNonInviteTransaction(ClientTransaction):
