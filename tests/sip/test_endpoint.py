@@ -12,18 +12,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.sip.calls import SDP_A, SDP_B, Pair, state_of
+from tests.sip.calls import SDP_A, SDP_A2, SDP_B, SDP_B2, Pair, state_of
 from voiceplane.sip.addressing import Address
 from voiceplane.sip.endpoint import (
     MalformedMessage,
+    RequestAbandoned,
     RequestFinished,
     RequestReceived,
     SipEndpoint,
 )
+from voiceplane.sip.errors import LocalProtocolError
 from voiceplane.sip.headers import get_param
-from voiceplane.sip.legs import CallEnded, IncomingCall, LegState
+from voiceplane.sip.legs import (
+    CallEnded,
+    IncomingCall,
+    IncomingLeg,
+    Leg,
+    LegState,
+    ReinviteAbandoned,
+    ReinviteFinished,
+    ReinviteReceived,
+)
 from voiceplane.sip.message import Request, Response, parse_message
 from voiceplane.sip.outcome import EndCause, Party
+from voiceplane.sip.transaction import build_cancel, make_response
 
 X = Address("10.0.0.9", 5060)  # a peer that is not an endpoint: we inject what it sends
 
@@ -455,6 +467,169 @@ def test_new_cseq_draws_what_randint_draws(seed: int) -> None:
     ]
 
 
+# --- early dialogs, cancelled re-INVITEs, failed transports --------------------------------------
+
+
+def _early_request(p: Pair, inc: IncomingLeg, method: str, branch: str, *, body: bytes = b"",
+                   extra: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+    """``b`` sends ``method`` on the early dialog its tagged 180 made."""
+    assert inc.dialog is not None
+    request = inc.dialog.new_request(
+        method, via=f"SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK{branch}", body=body,
+        content_type="application/sdp" if body else None, extra=extra,
+    )  # fmt: skip
+    p.link.inject(request.encode(), p.B, p.A)
+
+
+def test_bye_on_the_early_dialog_of_our_invite_is_answered_and_ends_the_attempt() -> None:
+    # A UAS must not send BYE on an early dialog (section 15), but the dialog exists: the
+    # BYE is answered 200 and ends the session (15.1.2), not 481. Our INVITE is then
+    # CANCELled, so its transaction ends too and a 2xx that crossed is ACKed and BYEd.
+    p = Pair()
+    leg = p.call()
+    inc = p.incoming()
+    p.at_b(inc.ring)
+    assert leg.state is LegState.RINGING and leg.dialog is not None
+    _early_request(p, inc, "BYE", "early1", extra=(("Reason", "Q.850;cause=1"),))
+    assert [(r.status, r.cseq.method) for r in answers(p, p.A)] == [(200, "BYE")]
+    assert p.link.methods_sent(p.A) == ["INVITE", "200", "CANCEL", "ACK"]  # the 487's ACK
+    assert leg.outcome is not None and not leg.outcome.answered
+    assert (leg.outcome.cause, leg.outcome.ended_by) == (EndCause.REMOTE_HANGUP, Party.REMOTE)
+    assert leg.outcome.q850_cause == 1  # the BYE's, not lost to the 487 that followed
+    assert [e.leg for e in p.link.of_type(p.A, CallEnded)] == [leg]
+    _early_request(p, inc, "BYE", "early2")  # the dialog is gone now
+    assert [r.status for r in answers(p, p.A)] == [200, 481]
+    p.link.advance(40.0)
+    assert p.a.active_legs == 0 and not p.a.timers
+
+
+def test_other_requests_on_the_early_dialog_of_our_invite_reach_the_leg() -> None:
+    p = Pair()
+    leg = p.call()
+    inc = p.incoming()
+    p.at_b(inc.ring)
+    _early_request(p, inc, "INFO", "info1", extra=(("Content-Type", "text/plain"),))
+    [received] = p.link.of_type(p.A, RequestReceived)
+    assert received.leg is leg and received.request.method == "INFO"
+    p.a.respond(received.transaction, 200, "OK", p.now)
+    p.link.deliver()
+    # Section 14.2: an INVITE on a dialog where our own INVITE is still pending gets 491.
+    _early_request(p, inc, "INVITE", "reinv1", body=SDP_B)
+    assert [(r.status, r.cseq.method) for r in answers(p, p.A)] == [(200, "INFO"), (491, "INVITE")]
+    assert state_of(leg) is LegState.RINGING and p.link.of_type(p.A, ReinviteReceived) == []
+    p.at_b(lambda now: inc.answer(SDP_B, now))
+    assert state_of(leg) is LegState.ANSWERED
+    p.at_b(inc.hangup)  # a BYE on the confirmed dialog that replaced the early one
+    assert leg.outcome is not None and leg.outcome.answered
+    assert leg.outcome.cause is EndCause.REMOTE_HANGUP
+
+
+def test_a_2xx_from_another_fork_leaves_no_early_dialog_behind() -> None:
+    p = Pair()
+    leg = p.call()
+    inc = p.incoming()
+    p.at_b(inc.ring)  # an early dialog with b's tag
+    [invite] = p.link.messages_sent(p.A, "INVITE")
+    assert isinstance(invite, Request)
+    fork = make_response(invite, 200, "OK", to_tag="fork2",
+                         extra=(("contact", "<sip:fork@10.0.0.9>"),))  # fmt: skip
+    p.link.inject(fork.encode(), X, p.A)
+    assert leg.state is LegState.ANSWERED and leg.dialog is not None
+    assert leg.dialog.remote_tag == "fork2"
+    _early_request(p, inc, "BYE", "early1")  # b's early dialog ended with the 2xx
+    assert [r.status for r in answers(p, p.A)] == [481]
+    assert leg.outcome is None
+
+
+@pytest.mark.parametrize("sender", ["caller", "callee"])
+def test_cancel_of_a_pending_reinvite_gets_200_and_the_reinvite_487(sender: str) -> None:
+    # Section 9.2: the CANCEL is answered 200, the re-INVITE it cancels 487, and the
+    # session stays as it was.
+    p = Pair()
+    leg, inc = p.answered()
+    asker: Leg
+    asked: Leg
+    if sender == "caller":
+        src, dst, asking, answering, asker, asked = p.A, p.B, p.at_a, p.at_b, leg, inc
+    else:
+        src, dst, asking, answering, asker, asked = p.B, p.A, p.at_b, p.at_a, inc, leg
+    asking(lambda now: asker.reinvite(SDP_A2, now))
+    [pending] = p.link.of_type(dst, ReinviteReceived)
+    assert pending.leg is asked
+    sdps = (asked.local_sdp, asked.remote_sdp)
+    reinvite = p.link.messages_sent(src, "INVITE")[-1]
+    assert isinstance(reinvite, Request)
+    p.link.inject(build_cancel(reinvite).encode(), src, dst)
+    assert [(r.status, r.cseq.method) for r in answers(p, dst)][-2:] == [
+        (200, "CANCEL"), (487, "INVITE"),
+    ]  # fmt: skip
+    [finished] = p.link.of_type(src, ReinviteFinished)
+    assert finished.status == 487
+    [abandoned] = p.link.of_type(dst, ReinviteAbandoned)
+    assert abandoned.leg is asked and abandoned.request == pending.request
+    with pytest.raises(LocalProtocolError):
+        asked.accept_reinvite(SDP_A, p.now)
+    assert asked.outcome is None and (asked.local_sdp, asked.remote_sdp) == sdps
+    assert asked.state in (LegState.ANSWERED, LegState.CONFIRMED)
+    # The session goes on: the next re-INVITE is answered, and the call hangs up cleanly.
+    asking(lambda now: asker.reinvite(SDP_A2, now))
+    answering(lambda now: asked.accept_reinvite(SDP_B2, now))
+    assert [e.status for e in p.link.of_type(src, ReinviteFinished)] == [487, 200]
+    p.at_a(leg.hangup)
+    assert leg.outcome is not None and inc.outcome is not None
+    p.link.advance(40.0)
+    assert not p.a.timers and not p.b.timers
+
+
+def test_transport_failure_towards_the_caller_ends_an_unanswered_incoming_call() -> None:
+    # Sections 17.2.4 and 18.2.2: the responses to the INVITE cannot reach the caller any
+    # more; the server transaction tells its leg, and the call is over.
+    p = Pair("tcp")
+    p.call()
+    inc = p.incoming()
+    p.at_b(inc.ring)
+    p.b.transport_failed(Address("10.9.9.9", 5060, "tcp"), p.now)  # elsewhere: no effect
+    assert inc.outcome is None
+    p.b.transport_failed(p.A, p.now)
+    p.link.deliver()
+    assert inc.outcome is not None and not inc.outcome.answered
+    assert (inc.outcome.cause, inc.outcome.ended_by) == (EndCause.TRANSPORT_ERROR, Party.REMOTE)
+    assert [e.leg for e in p.link.of_type(p.B, CallEnded)] == [inc]
+    with pytest.raises(LocalProtocolError):
+        inc.answer(SDP_B, p.now)
+    assert p.b.active_legs == 0
+
+
+def test_transport_failure_before_the_ack_ends_an_answered_incoming_call() -> None:
+    # Our 2xx cannot reach the caller (section 13.3.1.4 resends it end to end, through the
+    # same broken transport): the call ends, and the 2xx is not resent any more.
+    p = Pair("tcp")
+    p.drop_first(1, lambda data, src, dst: data.startswith(b"ACK"))
+    leg, inc = p.answered()
+    assert inc.state is LegState.ANSWERED
+    p.b.transport_failed(p.A, p.now)
+    p.link.deliver()
+    assert inc.outcome is not None
+    assert (inc.outcome.cause, inc.outcome.ended_by) == (EndCause.TRANSPORT_ERROR, Party.REMOTE)
+    sent = len(p.link.times_sent(p.B, "200"))
+    p.link.advance(40.0)
+    assert len(p.link.times_sent(p.B, "200")) == sent and not p.b.timers
+
+
+def test_transport_failure_tells_the_layer_above_of_requests_it_has_not_answered() -> None:
+    p = Pair("tcp")
+    leg, inc = p.answered()
+    for branch in ("answered", "pending"):
+        p.link.inject(raw("OPTIONS", branch=f"z9hG4bK{branch}",
+                          via="SIP/2.0/TCP 10.0.0.1:5060"), p.A, p.B)  # fmt: skip
+    answered, pending = p.link.of_type(p.B, RequestReceived)
+    p.b.respond(answered.transaction, 200, "OK", p.now)
+    p.b.transport_failed(p.A, p.now)
+    [abandoned] = [e for e in p.b.events() if isinstance(e, RequestAbandoned)]
+    assert abandoned.transaction is pending.transaction
+    assert inc.state is LegState.CONFIRMED  # a response that could not go does not end a call
+
+
 # --- what a finished call leaves behind -----------------------------------------------------------
 
 
@@ -487,6 +662,22 @@ def _reinvite_then_hang_up(p: Pair) -> None:
     p.at_b(inc.hangup)
 
 
+def _bye_on_the_early_dialog(p: Pair) -> None:
+    p.call()
+    inc = p.incoming()
+    p.at_b(inc.ring)
+    _early_request(p, inc, "BYE", "early1")
+
+
+def _cancelled_reinvite_then_hang_up(p: Pair) -> None:
+    leg, inc = p.answered()
+    p.at_a(lambda now: leg.reinvite(SDP_A, now))
+    reinvite = p.link.messages_sent(p.A, "INVITE")[-1]
+    assert isinstance(reinvite, Request)
+    p.link.inject(build_cancel(reinvite).encode(), p.A, p.B)
+    p.at_b(inc.hangup)
+
+
 def _ring_timeout(p: Pair) -> None:
     p.call(ring_timeout=5.0)
     p.at_b(p.incoming().ring)
@@ -495,7 +686,8 @@ def _ring_timeout(p: Pair) -> None:
 @pytest.mark.parametrize(
     "scenario",
     [_hang_up_the_caller, _hang_up_the_callee, _busy, _cancel_while_ringing,
-     _reinvite_then_hang_up, _ring_timeout],
+     _reinvite_then_hang_up, _ring_timeout, _bye_on_the_early_dialog,
+     _cancelled_reinvite_then_hang_up],
 )  # fmt: skip
 def test_a_finished_call_leaves_no_cycles_for_the_collector(
     scenario: Callable[[Pair], None],

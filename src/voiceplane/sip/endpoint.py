@@ -68,6 +68,14 @@ class RequestFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestAbandoned:
+    """A request handed up (``RequestReceived``) and not answered yet can no longer be:
+    the transport to its sender failed (section 17.2.4). Do not ``respond`` to it."""
+
+    transaction: ServerNonInviteTransaction
+
+
+@dataclass(frozen=True, slots=True)
 class MalformedMessage:
     """Bytes that were not a SIP message; answered with 400 where a request could be read."""
 
@@ -173,9 +181,20 @@ class SipEndpoint:
         return len(self._legs)
 
     def transport_failed(self, destination: Address, now: float) -> None:
-        """The shell could not reach ``destination`` (refused, reset): fail what was going there."""
+        """The shell could not reach ``destination`` (refused, reset): fail what was going there.
+
+        That includes our responses (sections 17.2.4 and 18.2.2): the server transactions
+        sending them tell their user, so an INVITE that can no longer be answered, or
+        whose 2xx cannot reach the caller, ends its call.
+        """
         for tx in [t for t in self._client.values() if t.peer == destination]:
             tx.transport_failed(now)
+        for stx in [t for t in self._server.values() if t.peer == destination]:
+            unanswered = isinstance(stx, ServerNonInviteTransaction) and not stx.final_sent
+            stx.transport_failed(now)
+            if unanswered and stx.owner is None:
+                assert isinstance(stx, ServerNonInviteTransaction)
+                self._emit(RequestAbandoned(stx))
         self._drain(now)
 
     # --- what the layer above asks for ----------------------------------------------------------
@@ -353,13 +372,15 @@ class SipEndpoint:
 
     def _on_cancel(self, cancel: Request, via: Via, tx: ServerTransaction, now: float) -> None:
         invite_tx = self._server.get((via.branch or "", f"{via.host}:{via.port or 5060}", "INVITE"))
-        leg = invite_tx.owner if invite_tx is not None else None
-        if not isinstance(leg, IncomingLeg):
+        if not isinstance(invite_tx, ServerInviteTransaction):
             self._respond(tx, 481, "Call/Transaction Does Not Exist", now)
             return
-        # Section 9.2: answer the CANCEL itself 200 either way; only a pending INVITE stops.
+        # Section 9.2: answer the CANCEL itself 200 either way; only a pending INVITE (a
+        # call's, or a re-INVITE's) stops.
         self._respond(tx, 200, "OK", now)
-        leg._on_remote_cancel(cancel, now)
+        leg = invite_tx.owner
+        if isinstance(leg, Leg):
+            leg._on_cancel_of(invite_tx, cancel, now)
 
     def _drain(self, now: float) -> None:
         """Hand transaction events to the legs that own the transactions."""

@@ -106,6 +106,9 @@ OUTGOING: dict[tuple[LegState, LegInput], LegState] = {
     (S.CANCELLING, I.SUCCESS): S.ENDING,  # the 200 crossed our CANCEL: ACK it, then BYE
     (S.CANCELLING, I.TIMEOUT): S.ENDED,
     (S.CANCELLING, I.TRANSPORT_ERROR): S.ENDED,
+    # A BYE on the early dialog (a UAS must not, section 15; some do): answered 200, and
+    # our INVITE is CANCELled so that its transaction ends too.
+    (S.RINGING, I.REMOTE_BYE): S.CANCELLING,
     (S.ANSWERED, I.HANGUP): S.ENDING,
     (S.ANSWERED, I.REMOTE_BYE): S.ENDED,
     (S.ANSWERED, I.TRANSPORT_ERROR): S.ENDED,
@@ -134,6 +137,10 @@ INCOMING: dict[tuple[LegState, LegInput], LegState] = {
     (S.ANSWERED, I.HANGUP): S.ANSWERED,  # BYE waits for the ACK (section 15)
     (S.CONFIRMED, I.HANGUP): S.ENDING,
     (S.CONFIRMED, I.TRANSPORT_ERROR): S.ENDED,
+    # Our responses to the INVITE can no longer reach the caller (section 17.2.4).
+    (S.RECEIVED, I.TRANSPORT_ERROR): S.ENDED,
+    (S.RINGING, I.TRANSPORT_ERROR): S.ENDED,
+    (S.ANSWERED, I.TRANSPORT_ERROR): S.ENDED,
     (S.ENDING, I.REMOTE_BYE): S.ENDING,
     (S.ENDING, I.ACK): S.ENDING,
     (S.ENDING, I.HANGUP): S.ENDING,
@@ -176,6 +183,16 @@ class CallEnded:
 @dataclass(frozen=True, slots=True)
 class ReinviteReceived:
     """The far end sent a re-INVITE: answer with ``accept_reinvite`` or ``reject_reinvite``."""
+
+    leg: Leg
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class ReinviteAbandoned:
+    """The far end's re-INVITE ended before it was answered: it was CANCELled (answered 487,
+    section 9.2) or our answer could not reach the far end (section 17.2.4). Do not answer
+    it; the session stays as it was."""
 
     leg: Leg
     request: Request
@@ -342,6 +359,14 @@ class Leg:
     def _terminate_early(self, now: float) -> None:
         """A BYE ended an early dialog; incoming legs still owe their INVITE a final."""
 
+    def _on_cancel_of(self, tx: ServerInviteTransaction, cancel: Request, now: float) -> None:
+        """Section 9.2: a CANCEL (already answered 200) of an INVITE this leg received."""
+        if tx is self._reinvite_tx:
+            # A re-INVITE not answered yet: 487, and the session stays as it was.
+            self._reinvite_tx = None
+            self._ep._respond(tx, 487, "Request Terminated", now)
+            self._ep._emit(ReinviteAbandoned(self, tx.request))
+
     def _on_reinvite(self, request: Request, tx: ServerTransaction, now: float) -> None:
         if self._pending is not None:
             # Our 2xx to the last INVITE is not ACKed yet: ask the far end to retry later
@@ -465,6 +490,10 @@ class Leg:
         method = tx.method
         if method == "BYE":
             self._bye_done(now)
+        elif tx is self._reinvite_tx and isinstance(tx, ServerInviteTransaction):
+            # The far end's re-INVITE: our answer could not reach it (section 17.2.4).
+            self._reinvite_tx = None
+            self._ep._emit(ReinviteAbandoned(self, tx.request))
         elif tx is self._reinvite_tx:
             self._reinvite_tx = None
             status = NO_RESPONSE_STATUS[0] if timed_out else TRANSPORT_ERROR_STATUS[0]
@@ -559,6 +588,14 @@ class OutgoingLeg(Leg):
         if isinstance(self._invite_tx, ClientInviteTransaction):
             self._invite_tx.cancel_sent(now)  # give up if no final comes (section 9.1)
 
+    def _terminate_early(self, now: float) -> None:
+        # The BYE ended the early session; CANCEL the INVITE so its transaction ends too
+        # (a 2xx that crosses the CANCEL is ACKed and BYEd, as for any CANCEL).
+        self._cancel_reason = self._cancel_reason or EndCause.REMOTE_HANGUP
+        self._stop_ring_timer()
+        if not self._cancel_sent:
+            self._send_cancel(now)
+
     def _stop_ring_timer(self) -> None:
         if self._ring_timer is not None:
             self._ring_timer.cancel()
@@ -596,6 +633,10 @@ class OutgoingLeg(Leg):
                 self.dialog = Dialog.as_uac(self.invite, response, user_agent=self._ep.user_agent)
             except SipParseError:
                 self.dialog = None
+            else:
+                # The early dialog exists for the far end too: requests it sends on it
+                # (INFO, even a BYE it should not send) are routed here, not answered 481.
+                self._ep._register_dialog(self.dialog, self)
         if response.body:
             self.remote_sdp = response.body
         self._ep._emit(CallProgress(self, response.status, response.reason, response.body))
@@ -618,7 +659,7 @@ class OutgoingLeg(Leg):
             self._finish(now)
             return
         dialog.state = DialogState.CONFIRMED
-        if self.dialog is not None and self.dialog.remote_tag == dialog.remote_tag:
+        if self.dialog is not None:  # the early dialog: confirmed now, or another fork's
             self._ep._forget_dialog(self.dialog)
         self.dialog = dialog
         self._ep._register_dialog(dialog, self)
@@ -641,7 +682,8 @@ class OutgoingLeg(Leg):
             return
         self._stop_ring_timer()
         self._status = (response.status, response.reason)
-        self._q850 = q850_cause_from_reasons(response.headers.get_all("reason"))
+        # A BYE on the early dialog may have given its cause before the 487 to our CANCEL.
+        self._q850 = q850_cause_from_reasons(response.headers.get_all("reason")) or self._q850
         if old is LegState.CANCELLING and response.status == 487 and self._cancel_reason:
             self._record_end(self._cancel_reason, Party.LOCAL, now)
         else:
@@ -793,6 +835,29 @@ class IncomingLeg(Leg):
             make_response(self.invite, 487, "Request Terminated", to_tag=self.dialog.local_tag),
             now,
         )
+
+    def _on_cancel_of(self, tx: ServerInviteTransaction, cancel: Request, now: float) -> None:
+        if tx is self._tx:
+            self._on_remote_cancel(cancel, now)
+        else:
+            super()._on_cancel_of(tx, cancel, now)
+
+    def _on_tx_failure(
+        self, tx: ClientTransaction | ServerTransaction, timed_out: bool, now: float
+    ) -> None:
+        if tx is not self._tx:
+            super()._on_tx_failure(tx, timed_out, now)
+            return
+        # Sections 17.2.4 and 18.2.2: our responses to the INVITE, the 2xx included, can
+        # no longer reach the caller. The call is over; a BYE would go the same dead way.
+        # (Once our 2xx is ACKed, the INVITE's transaction has nothing left to send.)
+        if timed_out or self.state is LegState.CONFIRMED:
+            return
+        if self._step(LegInput.TRANSPORT_ERROR) is None:
+            return
+        self._end = None
+        self._record_end(EndCause.TRANSPORT_ERROR, Party.REMOTE, now)
+        self._finish(now)
 
     def _on_remote_cancel(self, cancel: Request, now: float) -> bool:
         """Section 9.2: a CANCEL of our pending INVITE; ``False`` if it came too late."""
