@@ -462,6 +462,21 @@ def test_framer_skips_crlf_keepalives() -> None:
     assert framer.buffered == 0
 
 
+def test_framer_cuts_bare_lf_messages_at_their_first_blank_line() -> None:
+    body = b"a\r\n\r\nb\n\nc"  # blank lines of both kinds in the body
+    lf = (INVITE_HEAD.replace("\r\n", "\n") + f"Content-Length: {len(body)}\n\n").encode() + body
+    mixed = (INVITE_HEAD + f"Content-Length: {len(body)}\r\n\n").encode() + body
+    stream = lf + MSG2 + mixed + lf
+    for size in (1, 7, len(stream)):
+        framer = StreamFramer()
+        got: list[bytes] = []
+        for i in range(0, len(stream), size):
+            framer.feed(stream[i : i + size])
+            got.extend(drain(framer))
+        assert got == [lf, MSG2, mixed, lf] and framer.buffered == 0
+        assert [parse_message(m).body for m in got] == [body, b"", body, body]
+
+
 def test_framer_message_without_content_length_has_no_body() -> None:
     no_length = invite(length=-1)
     framer = StreamFramer()

@@ -341,17 +341,9 @@ def parse_message(data: bytes) -> Message:
     A body longer than Content-Length is cut to it; a shorter one is an error
     (RFC 3261 section 18.3).
     """
-    # The head ends at its first empty line, whether lines end in CRLF or, as most stacks
-    # tolerate, a bare LF: "\n" then "\r\n" or "\n". A blank line in the body comes later.
-    eol = data.find(b"\n\r\n")
-    bare = data.find(b"\n\n", 0, eol + 1 if eol >= 0 else len(data))
-    if bare >= 0:
-        eol, body_start = bare, bare + 2
-    elif eol >= 0:
-        body_start = eol + 3
-    else:
+    head_end, body_start = _blank_line(data)
+    if head_end < 0:
         raise SipParseError("no blank line after the headers")
-    head_end = eol - 1 if eol and data[eol - 1] == 13 else eol  # the last line's CR
     if head_end > _MAX_HEAD:
         raise SipParseError("headers too large", status_hint=513)
     try:
@@ -411,6 +403,24 @@ def parse_message(data: bytes) -> Message:
     if method not in _METHODS_SEEN and len(_METHODS_SEEN) < 64:
         _METHODS_SEEN.add(method)
     return Request(method, uri, headers, body)
+
+
+def _blank_line(data: bytes | bytearray) -> tuple[int, int]:
+    """Where the head ends and the body starts, at the first empty line: ``(-1, -1)``
+    while there is none.
+
+    Lines end in CRLF or, as most stacks tolerate, a bare LF, so an empty line is "\n"
+    then "\r\n" or "\n"; a blank line in the body comes after it.
+    """
+    eol = data.find(b"\n\r\n")
+    bare = data.find(b"\n\n", 0, eol + 1 if eol >= 0 else len(data))
+    if bare >= 0:
+        eol, body_start = bare, bare + 2
+    elif eol >= 0:
+        body_start = eol + 3
+    else:
+        return -1, -1
+    return (eol - 1 if eol and data[eol - 1] == 13 else eol), body_start  # the last CR
 
 
 # Methods of requests that parsed: their token check is done (bounded: they come from the
@@ -474,13 +484,13 @@ class StreamFramer:
             skip += 1
         if skip:
             del buf[:skip]
-        head_end = buf.find(b"\r\n\r\n")
+        head_end, body_start = _blank_line(buf)
         if head_end < 0:
             if len(buf) > _MAX_HEAD:
                 raise SipParseError("headers too large", status_hint=513)
             return None
         length = _content_length(bytes(buf[:head_end]))
-        total = head_end + 4 + length
+        total = body_start + length
         if total > self._max_message:
             raise SipParseError("message too large", status_hint=513)
         if len(buf) < total:
@@ -491,7 +501,7 @@ class StreamFramer:
 
 
 def _content_length(head: bytes) -> int:
-    for line in head.split(b"\r\n")[1:]:
+    for line in head.split(b"\n")[1:]:  # a CR left at a line's end is stripped below
         name, colon, value = line.partition(b":")
         if colon and name.strip().lower() in (b"content-length", b"l"):
             text = value.strip()
