@@ -175,3 +175,100 @@ def test_the_queue_fires_what_a_plain_list_would(ops: list[tuple[str, int]]) -> 
         assert len(q) == len(model)
         assert q.next_deadline() == (min(model)[0] if model else None)
     assert fired == expected
+
+
+# --- lanes: timers armed a fixed duration ahead ---------------------------------------------------
+
+
+class Target:
+    """What ``arm_after`` calls back: records (name, now) on a shared list."""
+
+    def __init__(self, name: str, fired: list[tuple[str, float]]) -> None:
+        self.name = name
+        self.fired = fired
+
+    def expire(self, now: float) -> None:
+        self.fired.append((self.name, now))
+
+
+def test_lane_timers_fire_in_the_order_armed_and_count_as_timers() -> None:
+    q = TimerQueue()
+    fired: list[tuple[str, float]] = []
+    q.arm_after(0.0, 32.0, Target.expire, Target("a", fired))
+    q.arm_after(1.0, 32.0, Target.expire, Target("b", fired))
+    q.arm_after(1.0, 5.0, Target.expire, Target("k", fired))
+    q.arm(10.0, lambda now: fired.append(("heap", now)))
+    assert len(q) == 4 and q.next_deadline() == 6.0
+    assert q.fire_due(31.9) == 2
+    assert fired == [("heap", 31.9), ("k", 31.9)]  # the heap's due timers, then the lanes'
+    assert q.next_deadline() == 32.0
+    assert q.fire_due(33.0) == 2 and fired[2:] == [("a", 33.0), ("b", 33.0)]
+    assert len(q) == 0 and q.next_deadline() is None
+
+
+def test_a_lane_timer_armed_with_an_earlier_clock_still_fires_on_time() -> None:
+    q = TimerQueue()
+    fired: list[tuple[str, float]] = []
+    q.arm_after(10.0, 32.0, Target.expire, Target("late", fired))
+    q.arm_after(5.0, 32.0, Target.expire, Target("early", fired))  # the clock went back
+    assert q.next_deadline() == 37.0
+    q.fire_due(37.0)
+    assert fired == [("early", 37.0)]
+    q.fire_due(42.0)
+    assert fired == [("early", 37.0), ("late", 42.0)]
+
+
+def test_a_lane_callback_may_arm_in_a_new_lane() -> None:
+    q = TimerQueue()
+    fired: list[tuple[str, float]] = []
+
+    class Chain(Target):
+        def expire(self, now: float) -> None:
+            super().expire(now)
+            q.arm_after(now, 1.0, Target.expire, Target("next", fired))
+
+    q.arm_after(0.0, 5.0, Chain.expire, Chain("first", fired))
+    q.fire_due(5.0)
+    q.fire_due(6.0)
+    assert fired == [("first", 5.0), ("next", 6.0)]
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("arm"), st.integers(0, 50)),
+            st.tuples(st.just("after"), st.sampled_from([5, 32])),
+            st.tuples(st.just("fire"), st.integers(0, 50)),
+        ),
+        max_size=300,
+    )
+)
+def test_lanes_and_heap_fire_what_a_plain_list_would(ops: list[tuple[str, int]]) -> None:
+    """Due heap timers fire in deadline order, then each lane's in the order armed."""
+    q = TimerQueue()
+    fired: list[tuple[str, float]] = []
+    heap: list[tuple[float, int]] = []
+    lanes: dict[int, list[tuple[float, int]]] = {}
+    expected: list[tuple[str, float]] = []
+    clock = 0.0
+    for n, (op, value) in enumerate(ops):
+        if op == "arm":
+            heap.append((clock + value, n))
+            q.arm(clock + value, Target(str(n), fired).expire)
+        elif op == "after":
+            lanes.setdefault(value, []).append((clock + value, n))
+            q.arm_after(clock, value, Target.expire, Target(str(n), fired))
+        else:
+            clock += value
+            due = sorted(entry for entry in heap if entry[0] <= clock)
+            heap = [entry for entry in heap if entry[0] > clock]
+            for lane in lanes.values():
+                due += [entry for entry in lane if entry[0] <= clock]
+                lane[:] = [entry for entry in lane if entry[0] > clock]
+            expected += [(str(ident), clock) for _, ident in due]
+            assert q.fire_due(clock) == len(due)
+        pending = heap + [entry for lane in lanes.values() for entry in lane]
+        assert len(q) == len(pending)
+        assert q.next_deadline() == (min(pending)[0] if pending else None)
+    assert fired == expected

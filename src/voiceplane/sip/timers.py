@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class TimerValues:
 
 
 Callback = Callable[[float], None]
+Method = Callable[[Any, float], object]  # called as method(target, now)
 
 
 class Timer:
@@ -84,24 +86,53 @@ _COMPACT_FROM: Final = 256
 
 
 class TimerQueue:
-    """A heap of timers with lazy cancellation."""
+    """A heap of timers with lazy cancellation, and first-in first-out lanes for the many
+    timers armed a fixed duration ahead (see ``arm_after``)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self._dead = 0  # cancelled timers still in the heap
+        self._lanes: dict[float, deque[tuple[float, Method, object]]] = {}
 
     def arm(self, deadline: float, callback: Callback) -> Timer:
         timer = Timer(deadline, callback, self)
         heapq.heappush(self._heap, (deadline, next(self._seq), timer))
         return timer
 
+    def arm_after(self, now: float, duration: float, method: Method, target: object) -> None:
+        """Call ``method(target, now)`` once ``duration`` has passed since ``now``.
+
+        For the tens of thousands of transactions that linger 32 s (or T4) after their
+        exchange: with one duration, they fall due in the order they were armed, so a
+        FIFO per duration keeps them, each one tuple where the heap needed a ``Timer``, a
+        bound method and a heap entry, all walked by the cyclic collector. There is no
+        cancelling: the target ignores a call it no longer needs. Lanes fire after the
+        heap's due timers in the same ``fire_due``.
+        """
+        deadline = now + duration
+        lane = self._lanes.get(duration)
+        if lane is None:
+            lane = self._lanes[duration] = deque()
+        elif lane and lane[-1][0] > deadline:  # the clock went back: the heap keeps order
+
+            def call(at: float) -> None:
+                method(target, at)
+
+            self.arm(deadline, call)
+            return
+        lane.append((deadline, method, target))
+
     def next_deadline(self) -> float | None:
         heap = self._heap
         while heap and heap[0][2].callback is None:
             heapq.heappop(heap)
             self._dead -= 1
-        return heap[0][0] if heap else None
+        earliest = heap[0][0] if heap else None
+        for lane in self._lanes.values():
+            if lane and (earliest is None or lane[0][0] < earliest):
+                earliest = lane[0][0]
+        return earliest
 
     def fire_due(self, now: float) -> int:
         """Run every timer whose deadline is not after ``now``; returns how many ran."""
@@ -116,10 +147,15 @@ class TimerQueue:
             timer.callback = None
             callback(now)
             fired += 1
+        for lane in list(self._lanes.values()):  # a callback may open a lane
+            while lane and lane[0][0] <= now:
+                _, method, target = lane.popleft()
+                method(target, now)
+                fired += 1
         return fired
 
     def __len__(self) -> int:
-        return len(self._heap) - self._dead
+        return len(self._heap) - self._dead + sum(len(lane) for lane in self._lanes.values())
 
     @property
     def size(self) -> int:

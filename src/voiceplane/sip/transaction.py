@@ -255,7 +255,7 @@ class _Transaction:
         if duration <= 0:
             self._step(TxInput.WAIT_OVER)
         else:
-            self._wait = self._timers.arm(now + duration, self._wait_over)
+            self._timers.arm_after(now, duration, _Transaction._wait_over, self)
 
     def _wait_over(self, now: float) -> None:
         self._step(TxInput.WAIT_OVER)
