@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import pytest
@@ -605,6 +606,26 @@ def test_lost_ack_of_a_reinvite_2xx_is_sent_again() -> None:
     reinvite_cseq = leg.dialog.local_seq if leg.dialog else 0
     assert invite_200s(p).count(reinvite_cseq) == 2  # resent once, then ACKed
     assert p.link.methods_sent(p.A).count("ACK") == 3
+
+
+def test_a_call_that_reinvited_goes_when_it_ends() -> None:
+    # The finished re-INVITE lingers 32 s (timer M) without its leg: a 2xx of it again
+    # still gets the same ACK, from the transaction.
+    p = Pair()
+    leg, inc = p.answered()
+    p.at_a(functools.partial(leg.reinvite, SDP_A2))
+    p.at_b(functools.partial(inc.accept_reinvite, SDP_B2))
+    p.at_a(leg.hangup)
+    gone = weakref.ref(leg)
+    reinvite_cseq = leg.dialog.local_seq - 1 if leg.dialog else 0
+    del leg, inc
+    p.link.events.clear()
+    assert gone() is None
+    [ok] = [data for src, _, data in p.link.sent if src == p.B and data.startswith(b"SIP/2.0 200")
+            and f"CSeq: {reinvite_cseq} INVITE".encode() in data]  # fmt: skip
+    acks = [data for src, _, data in p.link.sent if src == p.A and data.startswith(b"ACK ")]
+    p.a.receive(ok, p.B, p.now)
+    assert [data for data, _ in p.a.datagrams_to_send()] == [acks[-1]]
 
 
 def test_a_second_reinvite_while_one_is_pending_gets_491() -> None:

@@ -458,9 +458,6 @@ class Leg:
                 self._bye_done(now)
         elif method == "INVITE" and tx is self._reinvite_tx:
             self._on_reinvite_response(tx, response, now)
-        elif method == "INVITE" and 200 <= response.status < 300 and self.dialog is not None:
-            # A finished re-INVITE's 2xx again: our ACK was lost (section 13.2.2.4).
-            self._send_ack(tx, now)
 
     def _on_reinvite_response(self, tx: ClientTransaction, response: Response, now: float) -> None:
         if response.status < 200:
@@ -472,6 +469,9 @@ class Leg:
             self.remote_sdp = response.body or self.remote_sdp
         if self._reinvite_tx is tx:
             self._reinvite_tx = None
+            # It lingers 32 s and answers a 2xx again with the ACK it keeps: let go of it,
+            # or a call that re-INVITEd once would live that long after it ended.
+            tx.owner = None
             self._ep._emit(ReinviteFinished(self, response.status, response.body))
 
     def _send_ack(self, tx: ClientTransaction, now: float) -> None:
