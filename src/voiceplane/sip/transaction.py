@@ -181,6 +181,15 @@ class _Transaction:
 
     TABLE: dict[tuple[TxState, TxInput], TxState] = {}
     kind = ""
+    # Slots, those of all four machines here (each sets its own in ``__init__`` below):
+    # tens of thousands of transactions linger at a few hundred calls a second, and an
+    # instance dict apiece was one more object each for the cyclic collector to walk.
+    __slots__ = (
+        "_request", "method", "peer", "state", "_outbox", "_timers", "_values",
+        "_on_terminated", "_retransmit", "_timeout", "_wait", "_interval", "owner", "key",
+        "_branch", "data", "last_response", "cseq_number", "_ack_data", "_ack_2xx",
+        "_last_data",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -210,6 +219,15 @@ class _Transaction:
         # None: read from the top Via when first asked (a client passes the branch of the
         # Via it made, which spares parsing it)
         self._branch = branch
+        # A client's last provisional while it rings; the last response a server sent.
+        self.last_response: Response | None = None
+        # Client side:
+        self.data = b""  # the request as sent (and resent), encoded when it starts
+        self.cseq_number = 0  # kept when the request goes: an ACK for a 2xx again needs it
+        self._ack_data = b""  # our ACK of a non-2xx final (INVITE)
+        self._ack_2xx: tuple[bytes, Address, str] | None = None  # the TU's: to, To tag
+        # Server side: the last response as sent, to send again
+        self._last_data = b""
 
     @property
     def request(self) -> Request:
@@ -271,10 +289,7 @@ class _Transaction:
 class ClientTransaction(_Transaction):
     """Client side: sends the request, retransmits it, matches its responses."""
 
-    data = b""  # the request as sent (and resent), encoded when it starts
-    last_response: Response | None = None  # an INVITE's: only while it rings
-    cseq_number = 0  # kept when the request goes: an ACK for a retransmitted 2xx needs it
-    _ack_data = b""
+    __slots__ = ()
 
     def start(self, now: float) -> None:
         raise NotImplementedError
@@ -299,7 +314,7 @@ class ClientTransaction(_Transaction):
 class ClientInviteTransaction(ClientTransaction):
     TABLE = CLIENT_INVITE
     kind = "client INVITE"
-    _ack_2xx: tuple[bytes, Address, str] | None = None  # the TU's ACK, its target, the To tag
+    __slots__ = ()
 
     def start(self, now: float) -> None:
         self.state = TxState.CALLING
@@ -369,6 +384,7 @@ class ClientInviteTransaction(ClientTransaction):
 class ClientNonInviteTransaction(ClientTransaction):
     TABLE = CLIENT_NON_INVITE
     kind = "client non-INVITE"
+    __slots__ = ()
 
     def start(self, now: float) -> None:
         self.state = TxState.TRYING
@@ -409,8 +425,7 @@ class ClientNonInviteTransaction(ClientTransaction):
 class ServerTransaction(_Transaction):
     """Server side: absorbs retransmitted requests and retransmits its responses."""
 
-    last_response: Response | None = None
-    _last_data = b""
+    __slots__ = ()
 
     @property
     def final_sent(self) -> bool:
@@ -438,6 +453,7 @@ class ServerTransaction(_Transaction):
 class ServerInviteTransaction(ServerTransaction):
     TABLE = SERVER_INVITE
     kind = "server INVITE"
+    __slots__ = ()
     TRYING_DELAY = 0.2  # section 17.2.1: send 100 unless the TU answers within 200 ms
 
     def start(self, now: float) -> None:
@@ -494,6 +510,7 @@ class ServerInviteTransaction(ServerTransaction):
 class ServerNonInviteTransaction(ServerTransaction):
     TABLE = SERVER_NON_INVITE
     kind = "server non-INVITE"
+    __slots__ = ()
 
     def start(self, now: float) -> None:
         self.state = TxState.TRYING
