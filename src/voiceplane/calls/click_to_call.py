@@ -20,10 +20,12 @@ import contextlib
 
 from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
 from voiceplane.sip.errors import SipParseError
+from voiceplane.sip.outcome import Outcome
 from voiceplane.sip.sdp import under_origin
 from voiceplane.sip.ua import OutboundCall
 
 from .dialing import Answered, finish_answered, hang_up, ring
+from .flag import Flag
 from .leg_flow import LegFlow, how, run_and_finish
 from .outcome import LegVerdict, click_to_call_status, platform_failure
 from .status import Status
@@ -92,11 +94,14 @@ async def _bridge(
     tracker.save()
 
     # Leg 2 rings until it answers, or until the agent hangs up or the API cancels.
-    stop = asyncio.Event()
+    stop = Flag()
+
+    def stop_ringing(_: object) -> None:
+        stop.set()
+
     agent_gone = agent.ended()
-    agent_gone.add_done_callback(lambda _: stop.set())
-    stopper = asyncio.ensure_future(cancel.wait())
-    stopper.add_done_callback(lambda _: stop.set())
+    agent_gone.add_done_callback(stop_ringing)
+    cancel.future.add_done_callback(stop_ringing)
     try:
         second = await ring(
             tracker, trunk, leg=2, numbers=command.to_numbers, caller_id=command.bridge,
@@ -104,7 +109,8 @@ async def _bridge(
             stopped_by=lambda: BY_OTHER_LEG if agent_gone.done() else tracker.cancelled_by,
         )  # fmt: skip
     finally:
-        stopper.cancel()
+        agent_gone.remove_done_callback(stop_ringing)
+        cancel.future.remove_done_callback(stop_ringing)
     if not isinstance(second, Answered):
         agent_outcome = await hang_up(agent)
         by = None if agent_gone.done() and not cancel.is_set() else BY_PLATFORM
@@ -188,17 +194,13 @@ async def _connect(agent: OutboundCall, customer: OutboundCall) -> tuple[bytes |
 
 
 async def _until_either_ends(
-    agent: OutboundCall, customer: OutboundCall, cancel: asyncio.Event, limit_s: float
+    agent: OutboundCall, customer: OutboundCall, cancel: Flag, limit_s: float
 ) -> OutboundCall | None:
     """The leg that hung up first; None when the API cancelled the connected call, or when
     it lasted ``limit_s`` (a far end that never sends BYE must not hold a call forever)."""
-    stopper: asyncio.Future[object] = asyncio.ensure_future(cancel.wait())
     ends = {agent.ended(): agent, customer.ended(): customer}
-    waits: list[asyncio.Future[object]] = [stopper, *ends]  # type: ignore[list-item]
-    try:
-        await asyncio.wait(waits, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
+    waits: list[asyncio.Future[Outcome] | asyncio.Future[None]] = [cancel.future, *ends]
+    await asyncio.wait(waits, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
     for future, call in ends.items():
         if future.done():
             return call
@@ -209,7 +211,7 @@ async def _end_both(
     agent: tuple[OutboundCall, LegTrack],
     customer: tuple[OutboundCall, LegTrack],
     first_gone: OutboundCall | None,
-    cancel: asyncio.Event,
+    cancel: Flag,
     to_wall: WallClock,
     cancelled_by: str,
 ) -> tuple[LegVerdict, LegVerdict]:

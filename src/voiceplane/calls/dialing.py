@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from voiceplane.sip.outcome import Outcome
 from voiceplane.sip.ua import OutboundCall, Progress
 
+from .flag import Flag
 from .outcome import LegVerdict, leg_status, parallel_status
 from .tracker import BY_PLATFORM, CallTracker, LegTrack, WallClock, utcnow
 from .trunk import Trunk
@@ -35,22 +36,34 @@ class Unanswered:
     gave_up: bool
 
 
-async def until_answered(
-    call: OutboundCall, stop: asyncio.Event, on_progress: Callable[[Progress], None]
-) -> bool | None:
-    """True once answered, False if it ended unanswered, None if ``stop`` was set first."""
-    answered = call.answered()
+async def first_answer(
+    tries: list[tuple[OutboundCall, LegTrack]],
+    stop: Flag,
+    on_progress: Callable[[LegTrack], Callable[[Progress], None]],
+) -> tuple[OutboundCall, LegTrack] | None:
+    """The first of ``tries`` to answer; None once all ended unanswered or ``stop`` is set.
+
+    Waits on the calls' own futures and the flag's, with no task per try (a task each
+    and another per ``stop`` was most of the tasks a click-to-call made). Those futures
+    are shared with other waiters: ``asyncio.wait`` never cancels them.
+    """
+    answers = {call.answered(): (call, track) for call, track in tries}
     # Provisional responses reach ``on_progress`` as the SIP layer hands them up (those
-    # already received first), with no task of its own.
-    unwatch = call.watch_progress(on_progress)
-    stopper = asyncio.ensure_future(stop.wait())
+    # already received first), with no task of their own.
+    unwatch = [call.watch_progress(on_progress(track)) for call, track in tries]
+    pending: set[asyncio.Future[bool] | asyncio.Future[None]] = {*answers, stop.future}
     try:
-        await asyncio.wait((answered, stopper), return_when=asyncio.FIRST_COMPLETED)
+        while not stop.is_set():
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for answer, attempt in answers.items():  # in dialling order, if two answered
+                if answer in done and answer.result():
+                    return attempt
+            if pending == {stop.future}:
+                return None  # every try ended unanswered
+        return None
     finally:
-        unwatch()
-        stopper.cancel()
-    # ``answered`` is the call's own future, shared with other waiters: never cancel it.
-    return answered.result() if answered.done() else None
+        for stop_watching in unwatch:
+            stop_watching()
 
 
 def _finish(
@@ -70,7 +83,7 @@ async def ring(
     caller_id: str | None,
     sdp: bytes,
     ring_timeout: float | None,
-    stop: asyncio.Event,
+    stop: Flag,
     stopped_by: Callable[[], str],
 ) -> Answered | Unanswered:
     """Ring ``numbers`` at once as leg ``leg``; the first to answer wins, the rest get CANCEL.
@@ -98,21 +111,9 @@ async def ring(
 
         return on_progress
 
-    waits = {
-        asyncio.ensure_future(until_answered(call, stop, progressed(track))): (call, track)
-        for call, track in tries
-    }
-    winner: tuple[OutboundCall, LegTrack] | None = None
-    pending = set(waits)
-    while pending and winner is None:
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task.result() and winner is None:
-                winner = waits[task]
+    winner = await first_answer(tries, stop, progressed)
     # Whoever did not win and still rings is given up on: CANCEL (BYE if an answer crossed
     # it). A try that had already ended on its own (busy, say) keeps its own verdict.
-    for task in pending:
-        task.cancel()
     given_up: set[int] = set()
     for call, _track in tries:
         if winner is not None and call is winner[0]:

@@ -42,6 +42,7 @@ from voiceplane.sip.sdp import under_origin
 from voiceplane.sip.ua import InboundCall, OutboundCall
 
 from .dialing import Answered, finish_answered, hang_up, ring
+from .flag import Flag
 from .status import Status
 from .tracker import BY_OTHER_LEG, BY_PLATFORM, CallTracker
 from .trunk import Trunk
@@ -190,7 +191,7 @@ class SipFlowCall:
         leg = self._next_leg
         self._next_leg += 1
         first = len(self._tracker.legs)
-        stop = asyncio.Event()
+        stop = Flag()
         self._gone.add_done_callback(lambda _: stop.set())
         result = await ring(
             self._tracker, self._trunk, leg=leg, numbers=tuple(numbers),

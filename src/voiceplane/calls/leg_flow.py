@@ -32,6 +32,7 @@ from voiceplane.store.flows import live_flow
 from voiceplane.store.writer import StoreWriter
 
 from .dialing import Answered, finish_answered, hang_up
+from .flag import Flag
 from .flow_call import SipFlowCall
 from .key_routes import KeyRoutes
 from .outcome import LegVerdict
@@ -103,7 +104,7 @@ async def run_on_leg(
     trunk: Trunk,
     party: str,
     first_leg: int,
-    cancel: asyncio.Event,
+    cancel: Flag,
     clock: Callable[[], datetime] | None = None,
 ) -> FlowResult:
     """Run the flow on the answered ``call`` until it ends. A cancel from the API, or the
@@ -125,7 +126,6 @@ async def run_on_leg(
             recordings_dir=places.recordings_dir, clock=clock or (lambda: datetime.now(UTC)),
         )  # fmt: skip
     )
-    stopper = asyncio.ensure_future(cancel.wait())
     routing = (
         leg_flow.keys.route(call.call_id, session)
         if leg_flow.keys is not None
@@ -134,7 +134,7 @@ async def run_on_leg(
     try:
         with routing:  # keys by SIP INFO reach the flow while it runs
             await asyncio.wait(
-                (running, stopper), timeout=places.max_flow_s,
+                (running, cancel.future), timeout=places.max_flow_s,
                 return_when=asyncio.FIRST_COMPLETED,
             )  # fmt: skip
         if not running.done() and call.outcome is None:
@@ -142,7 +142,6 @@ async def run_on_leg(
                 call.hangup()  # the flow sees its party gone and ends
         return await running
     finally:
-        stopper.cancel()
         if not running.done():
             running.cancel()
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Final
 
 from voiceplane.media.backend import MediaBackend, MediaError, MediaSession
+from voiceplane.sip.outcome import Outcome
 
 from .dialing import Answered, finish_answered, hang_up, ring
 from .leg_flow import LegFlow, how, run_and_finish
@@ -92,12 +93,10 @@ async def _attempt(
         return await _run_flow(tracker, trunk, session, result, offer, flow, to_wall)
     ended = call.ended()
     playing = asyncio.ensure_future(session.play(prompt)) if prompt else None
-    stopper = asyncio.ensure_future(cancel.wait())
-    waits: set[asyncio.Future[object]] = {ended, stopper}  # type: ignore[arg-type]
+    waits: set[asyncio.Future[Outcome] | asyncio.Future[None]] = {ended, cancel.future}
     if playing is not None:
-        waits.add(playing)  # type: ignore[arg-type]
+        waits.add(playing)
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
     by: str | None = tracker.cancelled_by if cancel.is_set() and not ended.done() else BY_PLATFORM
     if playing is not None and not playing.done():
         playing.cancel()

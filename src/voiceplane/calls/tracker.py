@@ -20,6 +20,7 @@ from voiceplane.store.progress import CallProgress, LegProgress, save_many
 from voiceplane.store.queue import CallCommand
 from voiceplane.store.writer import StoreWriter
 
+from .flag import Flag
 from .outcome import LegVerdict
 from .reporting import Handover, Report, store_reports
 from .status import Status
@@ -123,7 +124,7 @@ class CallTracker:
         self.keypress: str | None = None  # incoming calls: the keys pressed in the flow
         self.recording: str | None = None  # incoming calls: the voicemail's file
         self.legs: list[LegTrack] = [LegTrack(*astuple(leg)) for leg in command.legs]
-        self.cancel_requested = asyncio.Event()
+        self.cancel_requested = Flag()
         if command.cancel_requested:
             self.cancel_requested.set()
         # Who a cancel comes from: the API, or the platform itself when it is stopping.
