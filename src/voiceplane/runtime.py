@@ -18,8 +18,8 @@ __all__ = ["GC_THRESHOLDS", "SWITCH_INTERVAL_S", "tune_gc", "tune_threads"]
 # many live objects one pass walks, since it holds the GIL throughout. Under load most
 # live objects are calls in progress and SIP transactions lingering for their 32 s timers
 # (RFC 3261 timers D, J, K, M): 100-140 thousand at 100 click-to-calls/s, and a pass over
-# them took 70-280 ms here (bench/api_calls.py, gc DEBUG_STATS). A lingering transaction
-# now keeps a few objects, not dozens: about a third as many objects at the same load. With Python's defaults
+# them took 70-280 ms here (bench/api_calls.py, gc DEBUG_STATS); a lingering transaction
+# now keeps a few objects, not dozens, so about a third as many. With Python's defaults
 # the middle generation (ten young passes' survivors) took 70-120 ms and a full pass came
 # every few seconds; a middle pass after every second young one keeps each pass to a few
 # young passes' survivors (15-35 ms), and a full pass only after 100 middle ones (some two
