@@ -53,14 +53,14 @@ async def first_answer(
     unwatch = [call.watch_progress(on_progress(track)) for call, track in tries]
     pending: set[asyncio.Future[bool] | asyncio.Future[None]] = {*answers, stop.future}
     try:
-        while not stop.is_set():
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            # An answer that came with the stop still wins, as the answer is ours to end.
             for answer, attempt in answers.items():  # in dialling order, if two answered
-                if answer in done and answer.result():
+                if answer.done() and answer.result():
                     return attempt
-            if pending == {stop.future}:
-                return None  # every try ended unanswered
-        return None
+            if stop.is_set() or pending == {stop.future}:
+                return None  # given up, or every try ended unanswered
+            _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for stop_watching in unwatch:
             stop_watching()
