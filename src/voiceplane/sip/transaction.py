@@ -181,7 +181,7 @@ class _Transaction:
 
     TABLE: dict[tuple[TxState, TxInput], TxState] = {}
     kind = ""
-    # Slots, those of all four machines here (each sets its own in ``__init__`` below):
+    # Slots for all four machines, declared and given their defaults here (``__init__``):
     # tens of thousands of transactions linger at a few hundred calls a second, and an
     # instance dict apiece was one more object each for the cyclic collector to walk.
     __slots__ = (
@@ -225,7 +225,8 @@ class _Transaction:
         self.data = b""  # the request as sent (and resent), encoded when it starts
         self.cseq_number = 0  # kept when the request goes: an ACK for a 2xx again needs it
         self._ack_data = b""  # our ACK of a non-2xx final (INVITE)
-        self._ack_2xx: tuple[bytes, Address, str] | None = None  # the TU's: to, To tag
+        # the TU's ACK of a 2xx: its bytes, where it went, the 2xx's To tag
+        self._ack_2xx: tuple[bytes, Address, str] | None = None
         # Server side: the last response as sent, to send again
         self._last_data = b""
 
