@@ -223,7 +223,7 @@ class _Transaction:
         self.last_response: Response | None = None
         # Client side:
         self.data = b""  # the request as sent (and resent), encoded when it starts
-        self.cseq_number = 0  # kept when the request goes: an ACK for a 2xx again needs it
+        self.cseq_number = 0  # an INVITE's, kept when the request goes: a 2xx's ACK needs it
         self._ack_data = b""  # our ACK of a non-2xx final (INVITE)
         # the TU's ACK of a 2xx: its bytes, where it went, the 2xx's To tag
         self._ack_2xx: tuple[bytes, Address, str] | None = None
@@ -297,7 +297,6 @@ class ClientTransaction(_Transaction):
 
     def _send_request(self) -> None:
         self.data = self.request.encode()
-        self.cseq_number = self.request.cseq.number
         self._outbox.send(self.data, self.peer)
 
     def _let_go(self) -> None:
@@ -319,6 +318,7 @@ class ClientInviteTransaction(ClientTransaction):
 
     def start(self, now: float) -> None:
         self.state = TxState.CALLING
+        self.cseq_number = self.request.cseq.number
         self._send_request()
         if not self.peer.reliable:
             self._retransmit = self._timers.arm(now + self._values.t1, self._timer_a)
