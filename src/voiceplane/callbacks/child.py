@@ -27,17 +27,16 @@ import contextlib
 import dataclasses
 import logging
 import pickle
+import struct
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-from voiceplane.frames import HEADER, frame, frame_size
-
 from .sending import OnOutcome, SenderSettings, SendJob, SendOutcome
 
-__all__ = ["ChildFailed", "ChildSender", "frame", "read_frame"]
-
+HEADER: Final = struct.Struct(">I")
+MAX_FRAME: Final = 256 * 1024 * 1024
 COMMAND: Final = (sys.executable, "-m", "voiceplane.callbacks.sender_main")
 # A child that dies sooner than this after its start is restarted after a pause that doubles
 # (up to MAX_RESTART_PAUSE_S): a child that cannot live must not be restarted in a tight loop.
@@ -53,10 +52,18 @@ class ChildFailed(RuntimeError):
 log = logging.getLogger(__name__)
 
 
+def frame(value: object) -> bytes:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data)) + data
+
+
 async def read_frame(reader: asyncio.StreamReader) -> Any | None:
     """The next frame's value; None at the end of the stream (the other side is gone)."""
     try:
-        size = frame_size(await reader.readexactly(HEADER.size))
+        header = await reader.readexactly(HEADER.size)
+        (size,) = HEADER.unpack(header)
+        if size > MAX_FRAME:
+            raise ValueError(f"a frame of {size} bytes: the stream is corrupt")
         return pickle.loads(await reader.readexactly(size))
     except asyncio.IncompleteReadError:
         return None

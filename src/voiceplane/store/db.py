@@ -23,18 +23,16 @@ from __future__ import annotations
 import io
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
-
-if TYPE_CHECKING:
-    from alembic.config import Config as AlembicConfig
-
-# Alembic is imported where migrations run, not here: the store writer process and most
-# commands never migrate, and importing it took a fifth of a second.
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
@@ -65,13 +63,6 @@ def _sqlite_file(url: URL) -> Path | None:
     ):
         return None
     return Path(database)
-
-
-def shared_by_processes(url: str | URL) -> bool:
-    """Whether another process opening ``url`` sees the same database: a SQLite file or
-    PostgreSQL, not an in-memory or URI-style SQLite database."""
-    parsed = normalize_url(url)
-    return parsed.get_backend_name() != "sqlite" or _sqlite_file(parsed) is not None
 
 
 def create_engine_for(url: str, **engine_options: Any) -> Engine:
@@ -152,8 +143,6 @@ def alembic_config(url: str | None = None, *, output: io.StringIO | None = None)
 
     ``url`` is only needed for offline (``sql=True``) runs; ``output`` then receives the SQL.
     """
-    from alembic.config import Config as AlembicConfig
-
     config = AlembicConfig(output_buffer=output) if output is not None else AlembicConfig()
     # Values pass through configparser interpolation, where "%" is special.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -165,8 +154,6 @@ def alembic_config(url: str | None = None, *, output: io.StringIO | None = None)
 
 def head_revision() -> str:
     """The newest schema revision this code knows."""
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:  # pragma: no cover - the package always ships its migrations
         raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -175,16 +162,12 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision of the database behind ``engine``; None when it was never migrated."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def migrate_engine(engine: Engine) -> None:
     """Upgrade the database behind ``engine`` to :func:`head_revision`, in one transaction."""
-    from alembic import command
-
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes[CONNECTION_ATTRIBUTE] = connection
@@ -202,8 +185,6 @@ def migrate(url: str) -> None:
 
 def migration_sql(url: str) -> str:
     """The SQL that migrates an empty database of ``url``'s kind, without connecting to it."""
-    from alembic import command
-
     output = io.StringIO()
     rendered = normalize_url(url).render_as_string(hide_password=False)
     command.upgrade(alembic_config(rendered, output=output), "head", sql=True)

@@ -40,15 +40,6 @@ class LegProgress:
     end_time: datetime | None = None
     sip_call_id: str | None = None
 
-    def __reduce__(self) -> tuple[type[LegProgress], tuple[object, ...]]:
-        # Snapshots cross to the store writer process (voiceplane.store.writer_child);
-        # a slotted dataclass's own pickling looks its fields up each time, 3x slower.
-        return LegProgress, (
-            self.seq, self.leg, self.number, self.status, self.sip_code, self.sip_reason,
-            self.q850_cause, self.hangup_by, self.start_time, self.ring_time,
-            self.answer_time, self.end_time, self.sip_call_id,
-        )  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
 class CallProgress:
@@ -69,13 +60,6 @@ class CallProgress:
     decided_by_rule: str | None = None  # the pre-dial rule that decided the status
     keypress: str | None = None  # incoming calls: the keys pressed in the flow
     recording: str | None = None  # incoming calls: the flow's recording (voicemail) file
-
-    def __reduce__(self) -> tuple[type[CallProgress], tuple[object, ...]]:
-        return CallProgress, (  # as LegProgress.__reduce__
-            self.call_id, self.state, self.status, self.reason, self.start_time,
-            self.answer_time, self.end_time, self.duration, self.billsec, self.attempts,
-            self.scheduled_at, self.legs, self.decided_by_rule, self.keypress, self.recording,
-        )  # fmt: skip
 
 
 _CALL_FIELDS = (

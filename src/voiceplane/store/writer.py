@@ -19,12 +19,6 @@ next job or kind of item, commits what it applied, and leaves the rest for right
 the urgent ones. The rest keeps its order, and nothing new is taken before it, so only
 the urgent items move ahead: they insert new calls, which nothing queued refers to.
 
-The bulk of the writes (the kinds of items a :class:`WriterChild` is given) is applied in a
-process of its own, so their statements share no GIL with serve's event loop (see
-:mod:`voiceplane.store.writer_child`); this thread still forms every batch, applies the
-plain jobs (closures over the engine's memory, such as the claim), and waits for the child
-with the GIL released.
-
 Batches run in a thread of their own. Under load that thread waits for the GIL at every
 row (SQLite's driver gives it up around each step), so a busy batch can take tens of
 milliseconds, which the API requests in it wait too. Running the statements in the event
@@ -38,13 +32,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
-
-from .writer_child import ChildLost, WriterChild
 
 T = TypeVar("T")
 Job = Callable[[Session], Any]
@@ -85,12 +77,7 @@ class StoreWriter:
         *,
         max_batch: int = 500,
         linger_s: float = 0.0,
-        child: WriterChild | None = None,
-        offload: Collection[BulkApply] = (),
     ) -> None:
-        """``child``: a started writer process that applies the items of the kinds in
-        ``offload`` (see :mod:`voiceplane.store.writer_child`); everything else, and all of
-        it if the process is lost, is applied in this writer's thread."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be positive, got {max_batch}")
         self._sessions = sessions
@@ -105,8 +92,6 @@ class StoreWriter:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._child = child
-        self._offload = frozenset(offload) if child is not None else frozenset()
         self.batches = 0
         self.jobs = 0
 
@@ -221,86 +206,10 @@ class StoreWriter:
         # writer runs hundreds of transactions a second.
         session = self._sessions()
         try:
-            if self._child is not None:
-                try:
-                    self._child.wait_ready()
-                except ChildLost:
-                    log.exception("the store writes stay in serve's own process")
-                    self.stop_offloading()
             while (batch := self._take()) is not None:
-                if self._offload:
-                    self._process_split(session, batch)
-                else:
-                    self._process(session, batch)
+                self._process(session, batch)
         finally:
             session.close()
-            self.stop_offloading()
-
-    def stop_offloading(self) -> None:
-        """Apply everything in this writer's thread from now on; end the writer process.
-        Called before :meth:`start` or from the thread."""
-        child, self._child = self._child, None
-        self._offload = frozenset()
-        if child is not None:
-            child.close()
-
-    def _process_split(self, session: Session, batch: list[_Pending]) -> None:
-        """Apply the batch's own items here, then the offloaded ones in the child.
-
-        Here first: plain jobs come before items within a batch in any case. The child's
-        transaction starts only once this thread's committed, so they never contend for the
-        write lock. If an urgent item arrived meanwhile, the offloaded part waits for it.
-        """
-        here: list[_Pending] = []
-        there: list[_Pending] = []
-        for item in batch:
-            offloaded = item.bulk is not None and item.bulk[0] in self._offload
-            (there if offloaded else here).append(item)
-        if here:
-            carried = len(self._carry)
-            self._process(session, here)
-            if len(self._carry) > carried or self._urgent:
-                self._carry[len(self._carry) - carried : len(self._carry) - carried] = there
-                return
-        if there:
-            self._process_there(session, there)
-
-    def _process_there(self, session: Session, batch: list[_Pending]) -> None:
-        """Apply ``batch`` (offloaded items only) in the child, in one transaction."""
-        groups: dict[BulkApply, list[_Pending]] = {}
-        for item in batch:
-            assert item.bulk is not None
-            groups.setdefault(item.bulk[0], []).append(item)
-        child = self._child
-        assert child is not None
-        try:
-            kind, answers = child.apply(
-                [(apply, [item.bulk[1] for item in items if item.bulk]) for apply, items
-                 in groups.items()]
-            )  # fmt: skip
-        except ChildLost:
-            log.exception("the store writer process is lost; writing in serve's own process")
-            self.stop_offloading()
-            self._process(session, batch)
-            return
-        self.batches += 1
-        self.jobs += len(batch)
-        loop = self._loop
-        assert loop is not None
-        if kind == "ok":
-            settled: list[tuple[asyncio.Future[Any], object]] = []
-            for items, answer in zip(groups.values(), answers, strict=True):
-                results = [None] * len(items) if answer is None else answer
-                for item, result in zip(items, results, strict=True):
-                    settled.extend((waiter, result) for waiter in item.waiters)
-            loop.call_soon_threadsafe(_settle_all, settled)
-            return
-        for items, outcomes in zip(groups.values(), answers, strict=True):
-            for item, (ok, value) in zip(items, outcomes, strict=True):
-                if ok:
-                    self._resolve(item, value, None)
-                else:
-                    self._resolve(item, None, value)
 
     def _process(self, session: Session, batch: list[_Pending]) -> None:
         self.batches += 1
