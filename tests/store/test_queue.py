@@ -149,3 +149,50 @@ def test_a_batch_of_many_calls_keeps_the_newest_snapshot_of_each(
         legs = record["legs"]
         assert isinstance(legs, list)
         assert [leg["status"] for leg in legs] == (["BUSY"] if done else [None])
+
+
+def test_the_due_calls_read_in_one_step_are_the_rows_the_query_gives(
+    factory: sessionmaker[Session],
+) -> None:
+    # On SQLite the claim reads its rows packed in one JSON value (store.driver.PackedSelect):
+    # the same rows, in the same order, with the same values and types, as the query itself.
+    from voiceplane.store.queue import _due_query, _packed_due_query
+
+    with factory.begin() as session:
+        account, _key = repo.create_account(session, name="acme")
+        account.max_cps = 2.5
+        account.channels = 7
+        repo.add_number(session, account=account, e164="+914", kind="bridge", channels=3)
+    account_id = account.id
+    fields: list[dict[str, object]] = [
+        {"service": "click2call", "from_number": "+911,+912", "to_number": "+913",
+         "bridge": "+914", "ring_timeout": 20, "retry": 2, "retry_interval": 5,
+         "promotional": True, "callback_url": "http://example.test/cb",
+         "now": NOW - timedelta(seconds=5)},
+        {"service": "outbound", "to_number": "+915", "bridge": "+916",
+         "target": 'héllo, "x" \\ [1]', "promotional": False, "now": NOW - timedelta(seconds=9)},
+        {"service": "outbound", "to_number": "+917", "now": NOW - timedelta(seconds=9),
+         "scheduled_at": NOW - timedelta(seconds=20)},
+        {"service": "outbound", "to_number": "+918", "now": NOW - timedelta(seconds=1)},
+    ]  # fmt: skip
+    for each in fields:
+        _call(factory, account_id=account_id, **each)
+    with factory.begin() as session:
+        connection = session.connection()
+        for gated in (False, True):
+            values = {"now": NOW, "limit": 3}
+            plain = connection.execute(
+                _due_query(gated=gated, bridges=False, accounts=False), values
+            ).all()
+            packed = _packed_due_query(gated=gated, bridges=False, accounts=False).rows(
+                connection, values
+            )
+            assert len(plain) == 3
+            assert [tuple(row) for row in packed] == [tuple(row) for row in plain]
+            assert [row._fields for row in packed] == [tuple(row._fields) for row in plain]
+            for row in packed:
+                assert row.created_at.tzinfo is not None
+        empty = _packed_due_query(gated=True, bridges=False, accounts=True).rows(
+            connection, {"now": NOW, "limit": 3, "skip_accounts": [account_id]}
+        )
+        assert list(empty) == []

@@ -9,11 +9,14 @@ are stored as the column type stores them, so the text is the same as the ORM's.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import json
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection, Dialect
 
 from .models import Call
@@ -122,3 +125,50 @@ def execute_rows(
         chunk = rows[start : start + per_statement]
         flat = tuple(value for row in chunk for value in row)
         connection.exec_driver_sql(statement.sql_for(len(chunk)), flat)
+
+
+class PackedSelect:
+    """A SELECT whose rows SQLite hands over in one step, as one JSON array.
+
+    Python's sqlite3 lets go of the GIL at every step of a statement, and a SELECT takes a
+    step per row. In serve's store writer, under load, each of those steps then waited for
+    the busy event loop to hand the GIL back (up to the switch interval): reading 20 rows
+    took 22 ms and 100 rows 60-110 ms against a busy thread, where one packed row took 3
+    ms whatever the count (a probe on this machine). The claim reads its due calls this
+    way on SQLite. Each row keeps the query's columns, by name, with the values their types
+    give (timestamps, booleans), in ``order_by``'s order; elsewhere the query runs as it is.
+    """
+
+    def __init__(self, query: Select[Any], order_by: Sequence[Any]) -> None:
+        self.query = query
+        ordered = query.add_columns(
+            func.row_number().over(order_by=list(order_by)).label("packed_position")
+        ).subquery()
+        self.columns = tuple(ordered.c)
+        self.packed = select(func.json_group_array(func.json_array(*self.columns)))
+        names = [column.name for column in self.columns[:-1]]
+        # Fields known only at run time, which mypy's namedtuple support cannot follow.
+        self.row: Any = namedtuple("PackedRow", names)  # type: ignore[misc]  # noqa: PYI024
+
+    def rows(self, connection: Connection, values: Mapping[str, Any]) -> Sequence[Any]:
+        """The query's rows: attribute access by column name, as SQLAlchemy's rows."""
+        dialect = connection.dialect
+        if dialect.name != "sqlite":
+            return connection.execute(self.query, dict(values)).all()
+        text = connection.execute(self.packed, dict(values)).scalar_one()
+        processors = self._processors(dialect)
+        found = sorted(json.loads(text), key=lambda values: values[-1])
+        return [
+            self.row._make(
+                value if convert is None else convert(value)
+                for value, convert in zip(values[:-1], processors, strict=True)
+            )
+            for values in found
+        ]
+
+    @functools.cache  # noqa: B019 - one per query shape and dialect, both kept for good
+    def _processors(self, dialect: Dialect) -> tuple[Callable[[Any], Any] | None, ...]:
+        return tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in self.columns[:-1]
+        )

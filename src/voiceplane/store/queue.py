@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from .driver import PackedSelect
 from .models import Account, Call, Leg, Number
 from .progress import LegProgress
 from .repository import DUE_ORDER, due_conditions
@@ -92,14 +93,14 @@ def claim_due(
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
-    query = _due_query(gated=gate is not None, bridges=bool(skip_bridges),
-                       accounts=bool(skip_accounts))  # fmt: skip
+    query = _packed_due_query(gated=gate is not None, bridges=bool(skip_bridges),
+                              accounts=bool(skip_accounts))  # fmt: skip
     values: dict[str, Any] = {"now": now, "limit": limit}
     if skip_bridges:
         values["skip_bridges"] = list(skip_bridges)
     if skip_accounts:
         values["skip_accounts"] = list(skip_accounts)
-    rows: Sequence[Any] = session.connection().execute(query, values).all()
+    rows = query.rows(session.connection(), values)
     if gate is not None:
         rows = _gated(rows, gate)
     return _claim_rows(session, rows, now)
@@ -138,6 +139,14 @@ def _due_query(*, gated: bool, bridges: bool, accounts: bool) -> Select[Any]:
         .order_by(*DUE_ORDER)
         .limit(bindparam("limit", type_=Integer))
         .with_for_update(skip_locked=True, of=calls)
+    )
+
+
+@functools.cache
+def _packed_due_query(*, gated: bool, bridges: bool, accounts: bool) -> PackedSelect:
+    """:func:`_due_query`, its rows read in one step on SQLite (see ``PackedSelect``)."""
+    return PackedSelect(
+        _due_query(gated=gated, bridges=bridges, accounts=accounts), order_by=DUE_ORDER
     )
 
 
