@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import Session, sessionmaker
 
+from voiceplane.store import repository
 from voiceplane.store.driver import (
+    PackedSelect,
     RowsStatement,
     Timestamps,
     execute_rows,
@@ -97,3 +100,32 @@ def test_rows_past_the_parameter_limit_go_in_several_statements() -> None:
         execute_rows(connection, statement, [])  # nothing to do
         stored = connection.exec_driver_sql("SELECT a, b FROM t ORDER BY a").all()
     assert [tuple(row) for row in stored] == rows
+
+
+def test_packed_rows_are_the_query_s_rows_in_its_order(
+    factory: sessionmaker[Session],
+) -> None:
+    # Ties broken by the next key, NULL where each database puts it, timestamps and booleans
+    # as their types give them: what the plain query returns, in its order.
+    base = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+    with factory.begin() as session:
+        account, _key = repository.create_account(session, name="acme")
+        for index, scheduled in enumerate([None, base, None, base - timedelta(hours=1), base]):
+            repository.insert_calls(session, [repository.call_row(
+                account_id=account.id, service="outbound", to_number=f"+9199{index:08d}",
+                scheduled_at=scheduled, promotional=bool(index % 2),
+            )])  # fmt: skip
+    calls = Call.__table__.c
+    order = (calls.scheduled_at, calls.to_number)
+    query = select(calls.id, calls.scheduled_at, calls.promotional, calls.created_at).order_by(
+        *order
+    )
+    packed = PackedSelect(query, order_by=order)
+    with factory.begin() as session:
+        connection = session.connection()
+        plain = connection.execute(query).all()
+        rows = packed.rows(connection, {})
+        null_first = connection.dialect.name == "sqlite"
+    assert [tuple(row) for row in rows] == [tuple(row) for row in plain]
+    assert [row.scheduled_at is None for row in rows][:2] == [null_first, null_first]
+    assert all(isinstance(row.promotional, bool) for row in rows)

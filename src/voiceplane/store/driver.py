@@ -134,19 +134,23 @@ class PackedSelect:
     step per row. In serve's store writer, under load, each of those steps then waited for
     the busy event loop to hand the GIL back (up to the switch interval): reading 20 rows
     took 22 ms and 100 rows 60-110 ms against a busy thread, where one packed row took 3
-    ms whatever the count (a probe on this machine). The claim reads its due calls this
-    way on SQLite. Each row keeps the query's columns, by name, with the values their types
-    give (timestamps, booleans), in ``order_by``'s order; elsewhere the query runs as it is.
+    ms whatever the count (a probe on this machine). On SQLite the rows come back as the
+    query gives them, by column name, with the values their types give (timestamps,
+    booleans), sorted here by ``order_by`` (ascending, NULL first, as SQLite sorts): an
+    aggregate does not promise the order of its input, so the keys travel with the rows.
+    Elsewhere the query runs as it is: give it its ORDER BY (the same keys) too.
     """
 
-    def __init__(self, query: Select[Any], order_by: Sequence[Any]) -> None:
+    def __init__(
+        self, query: Select[*tuple[Any, ...]], order_by: Sequence[Any]
+    ) -> None:
         self.query = query
-        ordered = query.add_columns(
-            func.row_number().over(order_by=list(order_by)).label("packed_position")
-        ).subquery()
-        self.columns = tuple(ordered.c)
-        self.packed = select(func.json_group_array(func.json_array(*self.columns)))
-        names = [column.name for column in self.columns[:-1]]
+        keys = [expression.label(f"packed_key_{index}")
+                for index, expression in enumerate(order_by)]  # fmt: skip
+        inner = query.add_columns(*keys).subquery()
+        self.columns = tuple(inner.c)[: len(inner.c) - len(keys)]
+        self.packed = select(func.json_group_array(func.json_array(*inner.c)))
+        names = [column.name for column in self.columns]
         # Fields known only at run time, which mypy's namedtuple support cannot follow.
         self.row: Any = namedtuple("PackedRow", names)  # type: ignore[misc]  # noqa: PYI024
 
@@ -156,19 +160,23 @@ class PackedSelect:
         if dialect.name != "sqlite":
             return connection.execute(self.query, dict(values)).all()
         text = connection.execute(self.packed, dict(values)).scalar_one()
+        width = len(self.columns)
+        found = sorted(
+            json.loads(text),
+            key=lambda row: [(value is not None, value) for value in row[width:]],
+        )
         processors = self._processors(dialect)
-        found = sorted(json.loads(text), key=lambda values: values[-1])
         return [
             self.row._make(
                 value if convert is None else convert(value)
-                for value, convert in zip(values[:-1], processors, strict=True)
+                for value, convert in zip(row[:width], processors, strict=True)
             )
-            for values in found
+            for row in found
         ]
 
     @functools.cache  # noqa: B019 - one per query shape and dialect, both kept for good
     def _processors(self, dialect: Dialect) -> tuple[Callable[[Any], Any] | None, ...]:
         return tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in self.columns[:-1]
+            for column in self.columns
         )

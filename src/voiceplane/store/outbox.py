@@ -27,7 +27,7 @@ from typing import Any, Final
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Executable,
+    Select,
     and_,
     bindparam,
     exists,
@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, aliased
 
-from .driver import placeholder, timestamps_for
+from .driver import PackedSelect, placeholder, timestamps_for
 from .models import (
     OUTBOX_KINDS,
     OUTBOX_METHODS,
@@ -174,9 +174,14 @@ def _pending(row: type[Outbox]) -> list[ColumnElement[bool]]:
 
 # Every callback already written for some calls: their numbering, and which are not
 # finished (a new callback to the same URL must wait for those).
-_EXISTING: Final = select(
-    Outbox.call_id, Outbox.url, Outbox.seq, and_(*_pending(Outbox)).label("pending")
-).where(Outbox.call_id.in_(bindparam("call_ids", expanding=True)))
+# Read in one step on SQLite (driver.PackedSelect): the writer runs this for every batch of
+# reports, and each row of a plain read could wait for the GIL under load.
+_EXISTING: Final = PackedSelect(
+    select(
+        Outbox.call_id, Outbox.url, Outbox.seq, and_(*_pending(Outbox)).label("pending")
+    ).where(Outbox.call_id.in_(bindparam("call_ids", expanding=True))),
+    order_by=(Outbox.call_id, Outbox.seq),
+)
 
 # (account id, call id, its new callbacks in order)
 CallCallbacks = tuple[int, str, Sequence[NewCallback]]
@@ -235,7 +240,7 @@ def enqueue_many(
     call_ids = list({call_id for _account_id, call_id, callbacks in batch if callbacks})
     last: dict[str, int] = {}
     held: set[tuple[str, str]] = set()  # (call, URL) with an unfinished callback
-    for call_id, url, seq, pending in connection.execute(_EXISTING, {"call_ids": call_ids}):
+    for call_id, url, seq, pending in _EXISTING.rows(connection, {"call_ids": call_ids}):
         last[call_id] = max(last.get(call_id, 0), seq)
         if pending:
             held.add((call_id, url))
@@ -294,7 +299,7 @@ def _message(row: Outbox) -> OutboxMessage:
     )
 
 
-def _due_statement() -> Executable:
+def _due_statement() -> Select[*tuple[Any, ...]]:
     # Built once: the dispatcher runs it after every delivery, and building it (an alias,
     # a correlated EXISTS) and computing its cache key each time was a seventh of the CPU
     # of bench/callbacks.py. Core columns, not ORM rows: plain data comes out anyway.
@@ -318,7 +323,10 @@ def _due_statement() -> Executable:
     )
 
 
-_DUE: Final = _due_statement()
+# Read in one step on SQLite (driver.PackedSelect), like the calls the engine claims.
+_DUE: Final = PackedSelect(
+    _due_statement(), order_by=(Outbox.next_attempt_at, Outbox.call_id, Outbox.seq)
+)
 
 
 def due(session: Session, *, now: datetime, limit: int = 100) -> list[OutboxMessage]:
@@ -331,7 +339,7 @@ def due(session: Session, *, now: datetime, limit: int = 100) -> list[OutboxMess
         raise ValueError(f"limit must be positive, got {limit}")
     return [
         OutboxMessage(*row)
-        for row in session.connection().execute(_DUE, {"now": now, "limit": limit})
+        for row in _DUE.rows(session.connection(), {"now": now, "limit": limit})
     ]
 
 
