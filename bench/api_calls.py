@@ -26,8 +26,12 @@ to 2.5 s after the last: slow (one rate, and keep it low: 2/s), its latencies me
 but the count does not follow what else the machine does, as the CPU times on this VM do.
 It still varies by about 4 % run to run (how work falls into batches and collector passes
 depends on timing), and at 2/s it includes serve's fixed work per second (timers, sweeps):
-2026-11-27, click-to-call at 2/s for 15 s, 17.0-18.4 M instructions a call. Compare two
-versions by running each a few times with ``PYTHONPATH=<that version's src>``.
+2026-11-27, click-to-call at 2/s for 15 s, 17.0-18.4 M instructions a call.
+
+``--against SRC`` compares this version with another (its ``src`` folder, a git worktree's
+say: ``git worktree add /tmp/other REV``): one step, ``--repeat`` times for each version,
+taking turns, each on a fresh platform, then the medians. On this VM a single run says
+little (two runs of the same code differ by up to 2x in p99 at 300/s).
 
 Two figures per service: the highest rate at which every call got its right status and
 nothing was lost (with the p50 and p99 of the POSTs there), and the highest rate at which
@@ -116,7 +120,9 @@ class Platform:
     """``voiceplane serve`` and ``voiceplane sandbox`` in a temporary directory; serve under
     callgrind (instrumenting nothing until told) when ``callgrind`` names its output file."""
 
-    def __init__(self, workdir: Path, callgrind: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, callgrind: Path | None = None, source: Path | None = None
+    ) -> None:
         self.workdir = workdir
         self.callgrind = callgrind
         self.api = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
@@ -133,6 +139,10 @@ class Platform:
             "VOICEPLANE_SANDBOX_REJECT_AFTER_MS": "50",
             "VOICEPLANE_SANDBOX_HOLD_S": "1",
         }
+        if source is not None:  # another version's voiceplane package (--against)
+            self.env["PYTHONPATH"] = os.pathsep.join(
+                [str(source), *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
         self.processes: list[subprocess.Popen[bytes]] = []
         self.sid = ""
         self.api_key = ""
@@ -360,6 +370,38 @@ def summary(service: str, what: str, step: Step | None) -> None:
     )
 
 
+async def compare(args: argparse.Namespace) -> int:
+    """``--against``: one step, ``--repeat`` times for each version, taking turns."""
+    services = ["click2call", "outbound"] if args.service == "both" else [args.service]
+    rates = [int(rate) for rate in args.rates.split(",")]
+    if len(services) != 1 or len(rates) != 1:
+        raise SystemExit("--against compares one step: give one --service and one rate")
+    versions = {"this": None, "against": args.against.resolve()}
+    steps: dict[str, list[Step]] = {name: [] for name in versions}
+    for turn in range(args.repeat):
+        for name, source in versions.items():
+            with tempfile.TemporaryDirectory(prefix="voiceplane-bench-") as tmp:
+                platform = Platform(Path(tmp), source=source)
+                platform.start()
+                try:
+                    step = await offer(platform, services[0], rates[0], args.seconds, 0)
+                finally:
+                    platform.stop()
+            steps[name].append(step)
+            print(f"{name:>8} turn {turn + 1}:", end=" ")
+            show(step)
+    for name, taken in steps.items():
+        right = sum(step.right_statuses for step in taken)
+        print(
+            f"{name:>8}: median p50 {statistics.median(s.p50_ms for s in taken):.1f} ms, "
+            f"median p99 {statistics.median(s.p99_ms for s in taken):.1f} ms "
+            f"(each: {', '.join(f'{s.p99_ms:.1f}' for s in taken)}), "
+            f"serve {statistics.median(s.cpu_ms['serve'] for s in taken):.2f} ms of CPU a "
+            f"call (median), every status right in {right} of {len(taken)}"
+        )
+    return 0
+
+
 async def run(args: argparse.Namespace) -> int:
     services = ["click2call", "outbound"] if args.service == "both" else [args.service]
     rates = [int(rate) for rate in args.rates.split(",")]
@@ -426,7 +468,18 @@ def main() -> int:
         "--callgrind", action="store_true",
         help="count serve's instructions per call under valgrind (one step, low rate: 2)",
     )  # fmt: skip
-    return asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--against", type=Path, metavar="SRC",
+        help="compare with another version: its src folder (say, a git worktree's); one "
+        "step, run --repeat times for each version, taking turns",
+    )  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="turns per version (--against)")
+    args = parser.parse_args()
+    if args.against is not None:
+        if args.callgrind or args.profile or args.logs:
+            raise SystemExit("--against takes none of --callgrind, --profile, --logs")
+        return asyncio.run(compare(args))
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":
