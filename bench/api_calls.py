@@ -478,6 +478,10 @@ def main() -> int:
     if args.against is not None:
         if args.callgrind or args.profile or args.logs:
             raise SystemExit("--against takes none of --callgrind, --profile, --logs")
+        if not (args.against / "voiceplane").is_dir():
+            raise SystemExit(f"--against {args.against}: no voiceplane package in it")
+        if args.repeat < 1:
+            raise SystemExit(f"--repeat must be at least 1, got {args.repeat}")
         return asyncio.run(compare(args))
     return asyncio.run(run(args))
 
