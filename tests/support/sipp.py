@@ -315,6 +315,13 @@ _LINE_PLACEHOLDER = re.compile(
 )
 
 
+#: A pause of 0 ms, which a rendering drops. SIPp 3.6.1 parks a call that pauses for 0 ms
+#: in its timer wheel, and about one call in 250 was never woken there: the message after
+#: the pause went unsent until the call ended some other way (seen in CI and reproduced
+#: in a loop: 3 stalls in 800 calls with the pause, none in 1,600 without).
+_ZERO_PAUSE = re.compile(r'^[ \t]*<pause milliseconds="0+"[ \t]*/>[ \t]*\r?\n', re.MULTILINE)
+
+
 def _value_lines(key: str, value: object) -> list[str]:
     """A template value as lines: a mapping gives ``Name: value`` lines, a sequence
     one line per item, anything else ``str(value)`` split on newlines."""
@@ -375,7 +382,7 @@ def _render_template(text: str, values: Mapping[str, object], source: Path) -> s
         if len(lines) > 1:
             raise ValueError(f"template value {key!r} must be a single line where it is used")
         inline[key] = lines[0] if lines else ""
-    return string.Template(text).substitute(inline)
+    return _ZERO_PAUSE.sub("", string.Template(text).substitute(inline))
 
 
 def render_scenario(name: str | os.PathLike[str], tmp_path: Path, /, **values: object) -> Path:
