@@ -31,7 +31,10 @@ depends on timing), and at 2/s it includes serve's fixed work per second (timers
 ``--against SRC`` compares this version with another (its ``src`` folder, a git worktree's
 say: ``git worktree add /tmp/other REV``): one step, ``--repeat`` times for each version,
 taking turns, each on a fresh platform, then the medians. On this VM a single run says
-little (two runs of the same code differ by up to 2x in p99 at 300/s).
+little (two runs of the same code differ by up to 2x in p99 at 300/s). Each version runs
+its own compiled SIP core if its checkout has an up-to-date ``.native`` build
+(``scripts/build_native.py``), its Python sources otherwise: a fresh worktree has none,
+and ``VOICEPLANE_NATIVE=off`` makes this version run its sources too.
 
 Two figures per service: the highest rate at which every call got its right status and
 nothing was lost (with the p50 and p99 of the POSTs there), and the highest rate at which

@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(sip-tester espeak-ng sox rtpengine-daemon libtcmalloc-minimal4)
+# A C compiler for the compiled SIP core (scripts/build_native.py).
+command -v gcc >/dev/null || debs+=(gcc)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,3 +30,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The SIP core compiled with mypyc (voiceplane.native); without it the pure-Python modules
+# run, so a failed build only warns.
+.venv/bin/python scripts/build_native.py --if-stale \
+  || echo "setup: the compiled SIP core did not build; the pure-Python one will run" >&2

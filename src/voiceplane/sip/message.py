@@ -103,10 +103,10 @@ class Headers:
     @classmethod
     def _trusted(cls, items: tuple[tuple[str, str], ...]) -> Headers:
         """Build from names that are already normalised (the parser and the core)."""
-        obj = cls.__new__(cls)
+        # Through an empty __init__ rather than cls.__new__(cls), which mypyc cannot compile
+        # (voiceplane.native).
+        obj = cls()
         obj._items = items
-        obj._views = None
-        obj._first = None
         return obj
 
     def _first_values(self) -> dict[str, str]:
