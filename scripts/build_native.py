@@ -52,23 +52,11 @@ def build(target: Path, *, quiet: bool) -> None:
             sys.stderr.write(done.stdout + done.stderr)
             raise SystemExit(f"mypyc failed (exit {done.returncode})")
         staging = Path(tempfile.mkdtemp(prefix=".native-", dir=target.parent))
-        staging.chmod(0o755)  # mkdtemp makes it private
-        suffix = interpreter_tag()
-        (staging / "voiceplane" / "sip").mkdir(parents=True)
-        for library in work.glob(f"*__mypyc{suffix}"):  # the modules' shared library
-            shutil.copy2(library, staging / library.name)
-        for name in COMPILED_MODULES:
-            [built] = (work / "voiceplane" / "sip").glob(f"{name}{suffix}")
-            shutil.copy2(built, staging / "voiceplane" / "sip" / built.name)
-        manifest = {
-            "interpreter": suffix,
-            "modules": {
-                # of the copies compiled, in case a source changed during the build
-                name: source_digest(work / "voiceplane" / "sip" / f"{name}.py")
-                for name in COMPILED_MODULES
-            },
-        }
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        try:
+            _stage(work, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         old = target.with_name(target.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
@@ -78,6 +66,27 @@ def build(target: Path, *, quiet: bool) -> None:
         if not quiet:
             print(f"compiled {len(COMPILED_MODULES)} SIP modules into {target} "
                   f"in {time.monotonic() - started:.0f} s")  # fmt: skip
+
+
+def _stage(work: Path, staging: Path) -> None:
+    """Lay out what mypyc built in ``work`` as ``voiceplane.native`` reads it."""
+    staging.chmod(0o755)  # mkdtemp makes it private
+    suffix = interpreter_tag()
+    (staging / "voiceplane" / "sip").mkdir(parents=True)
+    for library in work.glob(f"*__mypyc{suffix}"):  # the modules' shared library
+        shutil.copy2(library, staging / library.name)
+    for name in COMPILED_MODULES:
+        built = work / "voiceplane" / "sip" / f"{name}{suffix}"
+        shutil.copy2(built, staging / "voiceplane" / "sip" / built.name)
+    manifest = {
+        "interpreter": suffix,
+        "modules": {
+            # of the copies compiled, in case a source changed during the build
+            name: source_digest(work / "voiceplane" / "sip" / f"{name}.py")
+            for name in COMPILED_MODULES
+        },
+    }
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def main() -> None:

@@ -30,13 +30,17 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "COMPILED_MODULES",
     "ENV_VAR",
     "MANIFEST_NAME",
     "NativeMode",
     "NativeState",
+    "NativeUnavailable",
     "default_root",
     "inspect",
+    "interpreter_tag",
     "mode_from_env",
+    "source_digest",
     "use_native",
 ]
 
