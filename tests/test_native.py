@@ -69,7 +69,7 @@ def test_a_source_edited_after_the_build_makes_it_unusable(tmp_path: Path) -> No
     ("change", "reason"),
     [
         ({"interpreter": ".cpython-312-x86_64-linux-gnu.so"}, "built for '.cpython-312"),
-        ({"modules": {}}, "changed since the build"),
+        ({"modules": {}}, "another set of modules"),
         ({"modules": "all of them"}, "is not a build manifest"),
     ],
 )
@@ -78,6 +78,16 @@ def test_a_build_for_something_else_is_unusable(
 ) -> None:
     state = inspect(fake_build(tmp_path / "native", manifest_changes=change), SOURCES)
     assert not state.usable and reason in state.reason
+
+
+def test_a_build_with_a_module_more_is_unusable(tmp_path: Path) -> None:
+    # A build of another set of modules (an older or newer version's): the extra one would
+    # be imported unchecked.
+    root = fake_build(tmp_path / "native")
+    (root / "voiceplane" / "sip" / f"ua{interpreter_tag()}").write_bytes(b"")
+    assert inspect(root, SOURCES).reason == "compiled modules not in the manifest: ['ua']"
+    other = fake_build(tmp_path / "other", manifest_changes={"modules": {"ua": "x"}})
+    assert inspect(other, SOURCES).reason == "built for another set of modules"
 
 
 def test_a_missing_or_broken_build_is_unusable(tmp_path: Path) -> None:

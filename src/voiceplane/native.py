@@ -118,6 +118,14 @@ def inspect(root: Path, sources: Path) -> NativeState:
             root,
         )
     modules: dict[str, object] = manifest["modules"]
+    if set(modules) != set(COMPILED_MODULES):
+        return NativeState(False, "built for another set of modules", root)
+    # Whatever lies there gets imported, so nothing may but the modules checked below.
+    suffix = interpreter_tag()
+    built = (root / "voiceplane" / "sip").glob(f"*{suffix}")
+    unknown = sorted({path.name[: -len(suffix)] for path in built} - set(COMPILED_MODULES))
+    if unknown:
+        return NativeState(False, f"compiled modules not in the manifest: {unknown}", root)
     for name in COMPILED_MODULES:
         source = sources / f"{name}.py"
         try:
