@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 
 ENV_VAR: Final = "VOICEPLANE_NATIVE"
 MANIFEST_NAME: Final = "manifest.json"
-# The modules compiled: the sans-IO core, not ``ua`` and ``transport`` (asyncio, where the
-# event loop's own C code does the work) nor ``digest`` (rare).
+# The modules compiled: the sans-IO core. Not ``digest`` (a challenge now and then), nor
+# ``ua`` and ``transport``: compiled in a trial, they made no difference the noise let
+# through (README, "Calls through the API").
 COMPILED_MODULES: Final = (
     "addressing", "dialog", "endpoint", "errors", "headers", "legs", "message", "outcome",
     "sdp", "timers", "transaction", "uri",
@@ -134,7 +135,7 @@ def inspect(root: Path, sources: Path) -> NativeState:
             return NativeState(False, f"cannot read {source}: {exc}", root)
         if modules.get(name) != digest:
             return NativeState(False, f"{source.name} changed since the build", root)
-        if not (root / "voiceplane" / "sip" / f"{name}{interpreter_tag()}").is_file():
+        if not (root / "voiceplane" / "sip" / f"{name}{suffix}").is_file():
             return NativeState(False, f"the compiled {name} module is missing", root)
     return NativeState(True, "compiled SIP core up to date", root)
 
