@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -233,3 +234,59 @@ async def test_a_cut_batch_that_fails_later_keeps_what_was_committed(
     kinds = [type(result).__name__ for result in results]
     assert kinds == ["NoneType", "ValueError", "str", "NoneType"]
     assert _names(factory) == ["good", "held", "hurry"]
+
+
+async def test_each_waiter_is_settled_on_the_loop_that_submitted(
+    factory: sessionmaker[Session],
+) -> None:
+    """serve's HTTP thread submits from a loop of its own: its waiters resolve there."""
+    writer = StoreWriter(factory, linger_s=0.01)
+    writer.start()
+    settled_on: list[int] = []
+
+    def submit_from_another_loop() -> str:
+        async def submit() -> str:
+            sid: str = await writer.submit(_add_account("elsewhere"))
+            settled_on.append(threading.get_ident())
+            return sid
+
+        return asyncio.run(submit())
+
+    try:
+        here = writer.submit(_add_account("here"))
+        there = await asyncio.to_thread(submit_from_another_loop)
+        here_sid = await here
+    finally:
+        await writer.stop()
+    assert there.startswith("VP") and here_sid.startswith("VP") and there != here_sid
+    assert settled_on and settled_on[0] != threading.get_ident()
+    assert _names(factory) == ["elsewhere", "here"]
+
+
+async def test_a_waiter_on_a_closed_loop_does_not_stop_the_writer(
+    factory: sessionmaker[Session],
+) -> None:
+    writer = StoreWriter(factory)
+    writer.start()
+    hold = threading.Event()
+
+    def held(session: Session) -> None:
+        hold.wait(5)
+
+    def submit_then_close_the_loop() -> None:
+        loop = asyncio.new_event_loop()
+
+        async def submit() -> None:
+            writer.submit(held)  # not awaited: the loop closes before the job is done
+
+        loop.run_until_complete(submit())
+        loop.close()
+
+    try:
+        await asyncio.to_thread(submit_then_close_the_loop)
+        hold.set()
+        sid = await asyncio.wait_for(writer.submit(_add_account("after")), 5)
+    finally:
+        await writer.stop()
+    assert sid.startswith("VP")
+    assert _names(factory) == ["after"]

@@ -19,6 +19,10 @@ next job or kind of item, commits what it applied, and leaves the rest for right
 the urgent ones. The rest keeps its order, and nothing new is taken before it, so only
 the urgent items move ahead: they insert new calls, which nothing queued refers to.
 
+A waiter resolves on the event loop it was submitted from: serve's HTTP server runs on a
+loop of its own and stores new calls through here too. A loop that has closed meanwhile
+gets nothing (nobody waits there) and the writer goes on.
+
 Batches run in a thread of their own. Under load that thread waits for the GIL at every
 row (SQLite's driver gives it up around each step), so a busy batch can take tens of
 milliseconds, which the API requests in it wait too. Running the statements in the event
@@ -91,12 +95,12 @@ class StoreWriter:
         self._flush = False  # take what is pending without lingering (it waited already)
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
         self.batches = 0
         self.jobs = 0
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._started = True
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -133,10 +137,10 @@ class StoreWriter:
         self, job: Job | None, bulk: tuple[BulkApply, Any] | None, key: object,
         urgent: bool = False,
     ) -> asyncio.Future[Any]:
-        loop = self._loop
-        if loop is None:
+        if not self._started:
             raise WriterStopped("the store writer is not started")
-        waiter: asyncio.Future[Any] = loop.create_future()
+        # On the caller's loop: serve's HTTP thread submits from a loop of its own.
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         with self._lock:
             if self._stopping:
                 raise WriterStopped("the store writer is stopping")
@@ -230,15 +234,14 @@ class StoreWriter:
         if rest:  # ahead of an earlier batch's rest, if this batch went before that
             self._carry = rest + self._carry
         self.jobs += len(applied)
-        # One wake-up of the loop for the whole batch, not one per waiter: each costs a
+        # One wake-up of each loop for the whole batch, not one per waiter: each costs a
         # write to the loop's self-pipe and a turn of the loop.
-        settled = [
-            (waiter, result) for item, result in zip(applied, results, strict=True)
-            for waiter in item.waiters
-        ]  # fmt: skip
-        loop = self._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(_settle_all, settled)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
+        for item, result in zip(applied, results, strict=True):
+            for waiter in item.waiters:
+                by_loop.setdefault(waiter.get_loop(), []).append((waiter, result))
+        for loop, settled in by_loop.items():
+            _hand_to(loop, _settle_all, settled)
 
     def _apply(
         self, session: Session, batch: list[_Pending]
@@ -284,10 +287,16 @@ class StoreWriter:
             session.close()
 
     def _resolve(self, item: _Pending, result: object, error: BaseException | None) -> None:
-        loop = self._loop
-        assert loop is not None
         for waiter in item.waiters:
-            loop.call_soon_threadsafe(_settle, waiter, result, error)
+            _hand_to(waiter.get_loop(), _settle, waiter, result, error)
+
+
+def _hand_to(loop: asyncio.AbstractEventLoop, settle: Callable[..., None], *args: Any) -> None:
+    """``settle(*args)`` on ``loop``; nothing if that loop has closed (nobody waits there)."""
+    try:
+        loop.call_soon_threadsafe(settle, *args)
+    except RuntimeError:
+        return
 
 
 def _settle_all(settled: list[tuple[asyncio.Future[Any], object]]) -> None:
