@@ -7,6 +7,9 @@ runs in another process, or it was restarting) finds the work by polling the sto
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -28,3 +31,28 @@ class NoEngine:
 
     def cancel_requested(self, call_id: str) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class OnEngineLoop:
+    """``engine``'s doorbell for a caller in another thread (serve's HTTP thread): each ring
+    is handed to ``loop``, the engine's event loop, whose objects only its thread may touch.
+
+    A ring that cannot be handed over (the loop has closed during shutdown) is dropped: the
+    command is in the store already, and the engine finds it there when it starts again.
+    """
+
+    engine: CallCommands
+    loop: asyncio.AbstractEventLoop
+
+    def call_queued(self, call_id: str) -> None:
+        self._hand_over(self.engine.call_queued, call_id)
+
+    def cancel_requested(self, call_id: str) -> None:
+        self._hand_over(self.engine.cancel_requested, call_id)
+
+    def _hand_over(self, ring: Callable[[str], None], call_id: str) -> None:
+        try:
+            self.loop.call_soon_threadsafe(ring, call_id)
+        except RuntimeError:  # the loop is closed
+            return
