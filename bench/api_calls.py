@@ -275,8 +275,8 @@ async def offer(
         instrument(platform, "off")
     cpu_used = {label: cpu_seconds(pid) - cpu_before[label] for label, pid in watched.items()}
     cpu_used["load"] = own_cpu_seconds() - load_before
-    # serve's main thread (HTTP, engine, SIP: the event loop) apart from its other threads
-    # (the store writer, the thread pool): the loop is what one core must carry.
+    # serve's main thread (the engine and SIP: the event loop) apart from its other threads
+    # (HTTP's own thread and loop, the store writer, the thread pool).
     main = platform.serve.pid
     loop_after = thread_cpu_seconds(main).get(main, 0.0)
     cpu_used["serve-loop"] = loop_after - serve_threads.get(main, 0.0)

@@ -1,4 +1,10 @@
-"""One process, one event loop: the long-running services plus the HTTP API (uvicorn).
+"""One process: the long-running services on the event loop, plus the HTTP API (uvicorn).
+
+The HTTP server runs on a thread and event loop of its own. There it answers the POSTs that
+place calls (:mod:`voiceplane.api.fast_path`): storing a call waits for the store writer,
+not for the SIP signalling of the calls already running on the engine's loop, which at
+hundreds of calls a second was most of such a POST's latency. Every other request is served
+on the engine's loop (:mod:`voiceplane.api.on_loop`), as before.
 
 Start order: every service in the order given, then HTTP; ``GET /healthz`` answers 200 only
 once all of them are up. On SIGINT or SIGTERM (or when ``stop`` is set) everything stops in
@@ -10,9 +16,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Generator, Iterator, Sequence
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -113,6 +120,7 @@ def _build_server(
         writer=writer,
         metrics=metrics,
         dnd=dnd,
+        engine_loop=asyncio.get_running_loop(),
     )
     listen = config.api.listen
     return _Server(
@@ -158,17 +166,56 @@ async def _stop_service(service: Service) -> None:
 
 
 async def _run_http(server: uvicorn.Server, stop: asyncio.Event, config: Config) -> None:
-    """Serve HTTP until ``stop`` is set (or uvicorn ends on its own), then stop it."""
-    http = asyncio.create_task(_serve_http(server), name="voiceplane-http")
+    """Serve HTTP on its own thread until ``stop`` is set (or uvicorn ends on its own), then
+    stop it."""
+    http = asyncio.ensure_future(_on_own_thread(server))
     stopped = asyncio.create_task(stop.wait(), name="voiceplane-stop")
     try:
-        await asyncio.wait({http, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {http, stopped}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         server.should_exit = True
         stopped.cancel()
         started = await http
     if not started:
         raise ServeError(f"the HTTP API could not start on {config.api.listen} (see the log above)")
+
+
+def _on_own_thread(server: uvicorn.Server) -> asyncio.Future[bool]:
+    """Run :func:`_serve_http` on a new thread, with a new loop of the running loop's kind
+    (uvloop's under ``voiceplane serve``); the future of what it returns."""
+    engine_loop = asyncio.get_running_loop()
+    new_loop = _loop_factory(engine_loop)
+    done: asyncio.Future[bool] = engine_loop.create_future()
+
+    def run() -> None:
+        try:
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                started = runner.run(_serve_http(server))
+        except BaseException as exc:  # handed to the engine's loop, which re-raises it
+            engine_loop.call_soon_threadsafe(_settle, done, None, exc)
+        else:
+            engine_loop.call_soon_threadsafe(_settle, done, started, None)
+
+    threading.Thread(target=run, name="voiceplane-http", daemon=True).start()
+    return done
+
+
+def _loop_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop if isinstance(loop, uvloop.Loop) else asyncio.new_event_loop
+
+
+def _settle(done: asyncio.Future[bool], started: bool | None, exc: BaseException | None) -> None:
+    if done.done():
+        return
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(bool(started))
 
 
 async def _serve_http(server: uvicorn.Server) -> bool:

@@ -10,6 +10,8 @@ With a store (``sessions``), the app also serves the voice API: the kaleyra.io-s
 Without one it serves only ``/healthz`` and the docs.
 """
 
+import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, Literal
@@ -29,7 +31,8 @@ from voiceplane.api.admin_dnd import router as admin_dnd_router
 from voiceplane.api.deps import Backend
 from voiceplane.api.errors import ApiError
 from voiceplane.api.fast_path import FastPath
-from voiceplane.calls.commands import CallCommands, NoEngine
+from voiceplane.api.on_loop import on_loop
+from voiceplane.calls.commands import CallCommands, NoEngine, OnEngineLoop
 from voiceplane.config import Config
 from voiceplane.policy.dnd import DndRegistry
 from voiceplane.store.db import reader_sessions
@@ -99,6 +102,7 @@ def create_app(
     metrics: CollectorRegistry | None = None,
     dnd: DndRegistry | None = None,
     fast_path: bool = True,
+    engine_loop: asyncio.AbstractEventLoop | None = None,
 ) -> FastAPI:
     """Build the HTTP app; ``ready()`` says whether the whole process is ready to serve.
 
@@ -109,6 +113,9 @@ def create_app(
     ``fast_path``: the POSTs that place calls skip FastAPI's middleware and routing
     (:mod:`voiceplane.api.fast_path`; the same answers, for less CPU); ``False`` is for the
     tests and the benchmark that compare the two.
+    ``engine_loop``: the server runs on a thread and loop of its own (``voiceplane serve``),
+    so the fast path answers the placing POSTs there, and everything else is served on
+    ``engine_loop``, where the engine's objects live (:mod:`voiceplane.api.on_loop`).
     """
     app = _Api(
         title="voiceplane",
@@ -138,11 +145,29 @@ def create_app(
         app.include_router(capacity.router, responses={401: {"model": ErrorBody}})
         app.include_router(flows.router)
         app.include_router(legacy.router)
-        if fast_path:
-            backend: Backend = app.state.backend
-            handlers = app.exception_handlers
-            app.put_in_front(lambda behind: FastPath(behind, backend=backend, handlers=handlers))
+    _put_front(app, fast_path=fast_path and sessions is not None, engine_loop=engine_loop)
     return app
+
+
+def _put_front(
+    app: _Api, *, fast_path: bool, engine_loop: asyncio.AbstractEventLoop | None
+) -> None:
+    """Put the fast path, the hop to the engine's loop, both or neither before ``app``."""
+    if not fast_path:
+        if engine_loop is not None:
+            app.put_in_front(lambda behind: on_loop(behind, engine_loop))
+        return
+    backend: Backend = app.state.backend
+    handlers = app.exception_handlers
+    if engine_loop is None:
+        app.put_in_front(lambda behind: FastPath(behind, backend=backend, handlers=handlers))
+        return
+    # The fast path's handlers run on the server's thread: they ring the engine through
+    # its loop, and everything else is served there.
+    here = dataclasses.replace(backend, commands=OnEngineLoop(backend.commands, engine_loop))
+    app.put_in_front(
+        lambda behind: FastPath(on_loop(behind, engine_loop), backend=here, handlers=handlers)
+    )
 
 
 def _add_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
