@@ -168,7 +168,7 @@ async def _stop_service(service: Service) -> None:
 async def _run_http(server: uvicorn.Server, stop: asyncio.Event, config: Config) -> None:
     """Serve HTTP on its own thread until ``stop`` is set (or uvicorn ends on its own), then
     stop it."""
-    http = asyncio.ensure_future(_on_own_thread(server))
+    http = _on_own_thread(server)
     stopped = asyncio.create_task(stop.wait(), name="voiceplane-stop")
     try:
         either: set[asyncio.Future[Any]] = {http, stopped}

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Message, Receive, Scope, Send
 
@@ -160,6 +161,22 @@ class ThreadNotingDoorbell(Doorbell):
         super().call_queued(call_id)
 
 
+def note_threads(app: FastAPI) -> list[int]:
+    """Add ``GET /where`` to ``app``; the list it fills with the thread of each request."""
+    served_on: list[int] = []
+
+    @app.get("/where")
+    async def where() -> dict[str, Any]:
+        served_on.append(threading.get_ident())
+        return {}
+
+    return served_on
+
+
+def client_of(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://voiceplane.test")
+
+
 async def test_the_placing_posts_are_answered_here_and_the_rest_on_the_engines_loop(
     engine: EngineLoop, sessions: sessionmaker[Session], data_dir: Path, acme: Tenant
 ) -> None:
@@ -169,15 +186,8 @@ async def test_the_placing_posts_are_answered_here_and_the_rest_on_the_engines_l
         config, ready=lambda: True, sessions=sessions, commands=doorbell,
         engine_loop=engine.loop,
     )  # fmt: skip
-    served_on: list[int] = []
-
-    @app.get("/where")
-    async def where() -> dict[str, Any]:
-        served_on.append(threading.get_ident())
-        return {}
-
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://voiceplane.test") as c:
+    served_on = note_threads(app)
+    async with client_of(app) as c:
         placed = await c.post(
             acme.url("click-to-call"),
             json={"from": "+919900000001", "to": "+919900000002", "bridge": acme.bridge},
@@ -203,15 +213,8 @@ async def test_without_a_store_every_request_is_served_on_the_engines_loop(
 ) -> None:
     config = load_config(None, {"VOICEPLANE_DATA_DIR": str(data_dir)})
     app = create_app(config, ready=lambda: True, engine_loop=engine.loop)
-    served_on: list[int] = []
-
-    @app.get("/where")
-    async def where() -> dict[str, Any]:
-        served_on.append(threading.get_ident())
-        return {}
-
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://voiceplane.test") as c:
+    served_on = note_threads(app)
+    async with client_of(app) as c:
         health = await c.get("/healthz")
         await c.get("/where")
 
