@@ -1,4 +1,5 @@
-"""tune_gc: start-up objects frozen out of the collector, the thresholds of GC_THRESHOLDS."""
+"""tune_gc: start-up objects frozen out of the collector, the thresholds of GC_THRESHOLDS; the
+kind of event loop long-running processes run on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from voiceplane.runtime import GC_THRESHOLDS, SWITCH_INTERVAL_S, tune_gc, tune_threads
+from voiceplane.runtime import (
+    GC_THRESHOLDS,
+    SWITCH_INTERVAL_S,
+    event_loop_factory,
+    tune_gc,
+    tune_threads,
+)
 
 
 @pytest.fixture
@@ -42,3 +49,12 @@ def test_tune_gc_freezes_what_exists_and_sets_the_thresholds() -> None:
     assert gc.get_threshold() == GC_THRESHOLDS
     young, middle, old = GC_THRESHOLDS
     assert young > 700 and middle < 10 and old > 10  # fewer young passes, shorter middle ones
+
+
+def test_new_event_loops_are_uvloops_when_it_is_installed() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    loop = event_loop_factory()()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -13,6 +13,7 @@ from voiceplane.config import ConfigError, load_config
 from voiceplane.console import admin, calling, capacity, policy
 from voiceplane.console.dnd import dnd_app
 from voiceplane.console.options import ConfigOption
+from voiceplane.runtime import event_loop_factory
 
 # The modules behind serve and the sandbox (FastAPI, the engine, SIP) are imported by the
 # commands that run them: every other command, and --help, starts a second sooner.
@@ -164,13 +165,5 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on uvloop when it is installed, else on the default asyncio loop."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(main)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop

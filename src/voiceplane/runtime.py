@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
+from collections.abc import Callable
 from typing import Final
 
-__all__ = ["GC_THRESHOLDS", "SWITCH_INTERVAL_S", "tune_gc", "tune_threads"]
+__all__ = ["GC_THRESHOLDS", "SWITCH_INTERVAL_S", "event_loop_factory", "tune_gc", "tune_threads"]
 
 # The cyclic collector's thresholds (young, middle, old); Python's are (700, 10, 10).
 #
@@ -51,3 +53,12 @@ def tune_threads() -> None:
     """Hand the GIL over sooner (see ``SWITCH_INTERVAL_S``): for a process whose event loop
     works with threads it waits on (serve and its store writer)."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """New event loops of uvloop when it is installed, else of asyncio's default kind."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop

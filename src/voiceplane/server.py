@@ -16,8 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +28,7 @@ from voiceplane.api.app import create_app
 from voiceplane.calls.commands import CallCommands
 from voiceplane.config import Config
 from voiceplane.policy.dnd import DndRegistry
-from voiceplane.runtime import tune_gc, tune_threads
+from voiceplane.runtime import event_loop_factory, tune_gc, tune_threads
 from voiceplane.store.writer import StoreWriter
 
 GRACEFUL_HTTP_SHUTDOWN_S = 5
@@ -168,7 +167,7 @@ async def _stop_service(service: Service) -> None:
 async def _run_http(server: uvicorn.Server, stop: asyncio.Event, config: Config) -> None:
     """Serve HTTP on its own thread until ``stop`` is set (or uvicorn ends on its own), then
     stop it."""
-    http = _on_own_thread(server)
+    http = asyncio.ensure_future(asyncio.to_thread(_serve_on_new_loop, server))
     stopped = asyncio.create_task(stop.wait(), name="voiceplane-stop")
     try:
         either: set[asyncio.Future[Any]] = {http, stopped}
@@ -181,41 +180,10 @@ async def _run_http(server: uvicorn.Server, stop: asyncio.Event, config: Config)
         raise ServeError(f"the HTTP API could not start on {config.api.listen} (see the log above)")
 
 
-def _on_own_thread(server: uvicorn.Server) -> asyncio.Future[bool]:
-    """Run :func:`_serve_http` on a new thread, with a new loop of the running loop's kind
-    (uvloop's under ``voiceplane serve``); the future of what it returns."""
-    engine_loop = asyncio.get_running_loop()
-    new_loop = _loop_factory(engine_loop)
-    done: asyncio.Future[bool] = engine_loop.create_future()
-
-    def run() -> None:
-        try:
-            with asyncio.Runner(loop_factory=new_loop) as runner:
-                started = runner.run(_serve_http(server))
-        except BaseException as exc:  # handed to the engine's loop, which re-raises it
-            engine_loop.call_soon_threadsafe(_settle, done, None, exc)
-        else:
-            engine_loop.call_soon_threadsafe(_settle, done, started, None)
-
-    threading.Thread(target=run, name="voiceplane-http", daemon=True).start()
-    return done
-
-
-def _loop_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop if isinstance(loop, uvloop.Loop) else asyncio.new_event_loop
-
-
-def _settle(done: asyncio.Future[bool], started: bool | None, exc: BaseException | None) -> None:
-    if done.done():
-        return
-    if exc is not None:
-        done.set_exception(exc)
-    else:
-        done.set_result(bool(started))
+def _serve_on_new_loop(server: uvicorn.Server) -> bool:
+    """:func:`_serve_http` on a new event loop (run on a thread of its own)."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(_serve_http(server))
 
 
 async def _serve_http(server: uvicorn.Server) -> bool:
