@@ -39,9 +39,11 @@ and ``VOICEPLANE_NATIVE=off`` makes this version run its sources too.
 Two figures per service: the highest rate at which every call got its right status and
 nothing was lost (with the p50 and p99 of the POSTs there), and the highest rate at which
 that held with the API's p99 under 50 ms too. The ramp stops at the first rate where a
-status is wrong or lost, or the p99 passes 1 s (overload). SIPp's ceiling
-(bench/sip_cps.py) is what a
-two-leg call's signalling could reach at most on this machine.
+status is wrong or lost, or the p99 passes 1 s (overload). Then the ceiling, unless
+``--skip-ceiling``: SIPp against SIPp with the same calls' signalling
+(bench/_sipp_ceiling.py: SIPp as serve's side of each leg, SIPp as the operator doing what
+the sandbox does), from our best rate up, doubling, 5 s a step, with the CPU a call both
+peers needed, beside what serve and the sandbox needed.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import _sipp_ceiling
 import httpx
 from _http_load import Pool
 from _procfs import cpu_seconds, free_port, thread_cpu_seconds
@@ -68,6 +71,7 @@ from _procfs import cpu_seconds, free_port, thread_cpu_seconds
 HERE = Path(__file__).resolve().parent
 VOICEPLANE = [str(Path(sys.executable).parent / "voiceplane")]
 P99_LIMIT_MS = 50.0
+CEILING_SECONDS = 5.0  # a SIPp-against-SIPp step
 BRIDGE = "+918047100000"
 ANSWERS = "+9198765{:05d}"  # any number not ending in 000 or 400..699: answered
 AGENT_BUSY = "+919876500486"
@@ -411,6 +415,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.callgrind and (len(services) != 1 or len(rates) != 1):
         raise SystemExit("--callgrind counts one step: give one --service and one rate")
     calls = 0
+    reached: dict[str, Step | None] = {}
     with tempfile.TemporaryDirectory(prefix="voiceplane-bench-") as tmp:
         counts = Path(tmp) / "callgrind.out" if args.callgrind else None
         platform = Platform(Path(tmp), callgrind=counts)
@@ -435,6 +440,7 @@ async def run(args: argparse.Namespace) -> int:
                     if step.p99_ms > 1000:
                         break
                     await asyncio.sleep(2)  # let the last calls' hangups finish
+                reached[service] = right
                 summary(service, "every status right", right)
                 summary(service, f"every status right and API p99 < {P99_LIMIT_MS:.0f} ms", clean)
         finally:
@@ -448,11 +454,33 @@ async def run(args: argparse.Namespace) -> int:
         if counts is not None:
             instructions = callgrind_total(counts)
             print(f"serve's instructions per call (callgrind): {instructions / calls / 1e6:.2f} M")
-    print(
-        "ceiling: SIPp against SIPp reaches about 15,000 one-leg calls/s here "
-        "(bench/sip_cps.py); a click-to-call is two legs plus a re-INVITE."
-    )
+    if not args.skip_ceiling and counts is None:  # not after a count under valgrind
+        for service, best in reached.items():
+            ceiling_of(service, best)
     return 0
+
+
+CEILING_CAP = {"click2call": 10_000, "outbound": 20_000}  # calls/s: enough to compare
+
+
+def ceiling_of(service: str, ours: Step | None) -> None:
+    """SIPp against SIPp with the same calls' signalling, doubling from our best rate."""
+    start = ours.rate if ours is not None else 100
+    print(f"ceiling, {service}: SIPp against SIPp, the same signalling (bench/_sipp_ceiling.py)")
+    clean = _sipp_ceiling.ramp(service, start, CEILING_SECONDS, CEILING_CAP[service])
+    if not clean:
+        print(f"ceiling, {service}: SIPp against SIPp was not clean at {start}/s")
+        return
+    top, same = clean[-1], clean[0]
+    reach = "at least " if top.rate * 2 > CEILING_CAP[service] else ""
+    line = f"ceiling, {service}: SIPp against SIPp carries {reach}{top.rate}/s clean"
+    if ours is not None:
+        ours_ms = ours.cpu_ms["serve"] + ours.cpu_ms["sandbox"]
+        line += (
+            f"; CPU a call at {ours.rate}/s: {same.cpu_ms_per_call:.2f} ms for both SIPps, "
+            f"{ours_ms:.2f} ms for serve and the sandbox"
+        )
+    print(line)
 
 
 def main() -> int:
@@ -477,6 +505,10 @@ def main() -> int:
         "step, run --repeat times for each version, taking turns",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="turns per version (--against)")
+    parser.add_argument(
+        "--skip-ceiling", action="store_true",
+        help="do not measure SIPp against SIPp with the same signalling afterwards",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.against is not None:
         if args.callgrind or args.profile or args.logs:
