@@ -86,8 +86,8 @@ def step(service: str, rate: int, seconds: float) -> CeilingStep:
                                           work / f"caller{index}", pause_ms))  # fmt: skip
             began = time.monotonic()
             procs.extend(callers)
-            # CPU is read while the processes live: SIPp's own time, sampled just before
-            # each exits would need a wait4; the last reading before exit misses < 10 ms.
+            # Sampled from /proc while each SIPp lives (a reaped child's is gone): the last
+            # sample misses what a process used in its final 50 ms, next to nothing.
             last: dict[int, float] = {}
             while any(proc.poll() is None for proc in procs):
                 for proc in procs:
