@@ -24,7 +24,7 @@ from pathlib import Path
 
 from _procfs import HOST, cpu_seconds, free_port
 from sandbox_cpu import HOLD_S, LEG2_SHARE, numbers_file, start_sipp
-from sip_cps import sipp_stats
+from sip_cps import sipp, sipp_stats
 
 HERE = Path(__file__).resolve().parent
 ANSWER_AND_REJECT_MS = 50  # the operator's delays, as in _operator_leg*.xml
@@ -52,12 +52,9 @@ class CeilingStep:
 
 def _operator(scenario: str, port: int, total: int, workdir: Path) -> subprocess.Popen[bytes]:
     workdir.mkdir()
-    return subprocess.Popen(
-        ["sipp", "-sf", str(HERE / scenario), "-i", HOST, "-p", str(port), "-t", "u1",
-         "-m", str(total), "-nostdin", "-buff_size", str(4 << 20), "-timeout", "120",
-         "-trace_stat", "-fd", "1", "-stf", str(workdir / "stat.csv")],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    args = ["-sf", str(HERE / scenario), "-i", HOST, "-p", str(port), "-t", "u1",
+            "-m", str(total), "-timeout", "120"]  # fmt: skip
+    return sipp(args, workdir, 120)
 
 
 def step(service: str, rate: int, seconds: float) -> CeilingStep:

@@ -72,6 +72,7 @@ HERE = Path(__file__).resolve().parent
 VOICEPLANE = [str(Path(sys.executable).parent / "voiceplane")]
 P99_LIMIT_MS = 50.0
 CEILING_SECONDS = 5.0  # a SIPp-against-SIPp step
+CEILING_CAP = {"click2call": 10_000, "outbound": 20_000}  # calls/s: enough to compare
 BRIDGE = "+918047100000"
 ANSWERS = "+9198765{:05d}"  # any number not ending in 000 or 400..699: answered
 AGENT_BUSY = "+919876500486"
@@ -458,9 +459,6 @@ async def run(args: argparse.Namespace) -> int:
         for service, best in reached.items():
             ceiling_of(service, best)
     return 0
-
-
-CEILING_CAP = {"click2call": 10_000, "outbound": 20_000}  # calls/s: enough to compare
 
 
 def ceiling_of(service: str, ours: Step | None) -> None:
